@@ -1,0 +1,56 @@
+# scribefs build, test and tooling. `make test` works on a fresh Debian
+# machine with Go: run as root, it installs the Debian packages and the MinIO
+# server binary it needs, then runs every test (unit and integration, -race).
+
+SHELL := /bin/bash
+GO ?= go
+TOOLS := $(CURDIR)/.tools/bin
+MINIO := $(TOOLS)/minio
+MINIO_MODULE := github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+DEBIAN_PACKAGES := fuse3 rsync fio
+MNT ?= $(HOME)/scribefs
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+TEST_FLAGS ?= -race -count=1 -timeout 40m
+
+export MINIO_BIN := $(MINIO)
+
+.PHONY: build test minio deps run clean fuzz
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/scribefs ./cmd/scribefs
+
+# MinIO server, built once with `go install` into .tools/bin and reused.
+minio: $(MINIO)
+$(MINIO):
+	@echo "installing the MinIO server into $(TOOLS) (a few minutes the first time)"
+	GOBIN=$(TOOLS) $(GO) install $(MINIO_MODULE)
+
+# Debian packages the tests drive: fusermount3, rsync, fio.
+deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian packages:$$missing"; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		else echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+# Unit and integration tests against a real MinIO and real FUSE mounts. The
+# full log is in .tools/test.log; the summary shows every package, every
+# top-level test, the conformance suites and any failure.
+test: deps minio
+	@mkdir -p .tools
+	set -o pipefail; $(GO) test $(TEST_FLAGS) -v ./... 2>&1 | tee .tools/test.log | \
+		grep -E --line-buffered '^(ok|FAIL|--- |panic:|PASS$$)|^\s+--- FAIL|^\s+[A-Za-z0-9_]+\.go:[0-9]+: |Conformance'
+
+# Mount the embedded default (hot tier only) at $(MNT).
+run: build
+	mkdir -p $(MNT)
+	./bin/scribefs mount $(MNT)
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseID -fuzztime 20s ./segment/
+	$(GO) test -run '^$$' -fuzz FuzzChunkRanges -fuzztime 20s ./backend/local/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,109 @@
+// Package backend defines the one interface every segment store implements,
+// and the errors they return.
+//
+// A Backend stores whole segments keyed by segment.ID. The bbolt hot tier
+// (backend/local) and the S3 cold tier (backend/s3) implement it; retry and
+// other cross-cutting behaviour are wrappers around it (backend/retry), and
+// the tiered store composes backends (segment/tier). Every implementation and
+// wrapper must pass the conformance suite in backend/backendtest.
+//
+// A backend converts its native errors at its own edge into the sentinel
+// errors below, so callers test them with errors.Is and never see SDK or bbolt
+// error types. Backends never return syscall errnos: that mapping belongs to
+// the filesystem layer.
+package backend
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/scribefs/scribefs/segment"
+)
+
+// Backend is a store of segments. All methods are safe for concurrent use.
+type Backend interface {
+	// Put stores the bytes read from r until EOF as segment id, replacing any
+	// previous version. It is atomic: until Put returns nil, Get and Stat see
+	// the previous version (or ErrNotFound); afterwards they see the new one
+	// in full. A Put that returns nil is durable. On error nothing changes.
+	// opts.Size, when not negative, is the exact length r will yield; a
+	// mismatch fails with ErrInvalid.
+	Put(ctx context.Context, id segment.ID, r io.Reader, opts PutOptions) (segment.Info, error)
+
+	// Get returns a reader of the segment's bytes from opts.Offset, for
+	// opts.Length bytes, or to the end when Length is negative. A range that
+	// extends past the end is cut at the end; an offset at or past the end
+	// yields an empty reader. When opts.Version is set and the stored version
+	// differs, Get fails with ErrStale. Missing segment: ErrNotFound. The
+	// caller must Close the reader.
+	Get(ctx context.Context, id segment.ID, opts GetOptions) (io.ReadCloser, error)
+
+	// Stat returns the segment's Info, or ErrNotFound.
+	Stat(ctx context.Context, id segment.ID) (segment.Info, error)
+
+	// Delete removes the segment. When ifVersion is set, only that version is
+	// removed: a different stored version fails with ErrStale. Deleting a
+	// missing segment returns ErrNotFound.
+	Delete(ctx context.Context, id segment.ID, ifVersion string) error
+
+	// List calls fn for every segment in ascending ID order, streaming: an
+	// implementation must not hold the whole listing in memory. An error from
+	// fn stops the listing and is returned.
+	List(ctx context.Context, fn func(segment.Info) error) error
+
+	// Close releases the backend's resources.
+	Close() error
+}
+
+// PutOptions qualify a Put.
+type PutOptions struct {
+	// Size is the exact number of bytes r yields, or -1 when unknown.
+	Size int64
+	// ModTime is the user-visible mtime to record; zero means now.
+	ModTime time.Time
+	// Sums, when set, are the checksums the caller computed for the bytes;
+	// the backend verifies what it stored against them and fails with
+	// segment.ErrChecksum on a mismatch (nothing is left stored).
+	Sums *segment.Checksums
+}
+
+// GetOptions qualify a Get.
+type GetOptions struct {
+	Offset  int64
+	Length  int64 // -1: to the end
+	Version string
+}
+
+// Whole is the GetOptions for reading an entire segment.
+var Whole = GetOptions{Length: -1}
+
+// Sentinel errors. Backends wrap them with context (the segment, the
+// operation); callers test with errors.Is.
+var (
+	// ErrNotFound is returned when the segment does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrUnavailable is returned for transient failures worth retrying:
+	// timeouts, connection resets, 5xx replies, throttling.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrInvalid is returned when the request itself is wrong (a bad size,
+	// an invalid argument); retrying it cannot help.
+	ErrInvalid = errors.New("invalid")
+	// ErrTooLarge is returned when a segment would exceed the configured
+	// maximum segment size.
+	ErrTooLarge = errors.New("segment too large")
+	// ErrStale is returned when a conditional operation finds a different
+	// version than the one it names.
+	ErrStale = errors.New("version changed")
+	// ErrPermission is returned when the store refuses access (bad
+	// credentials, access denied, a read-only store).
+	ErrPermission = errors.New("permission denied")
+	// ErrNoSpace is returned when the store has no room for a write.
+	ErrNoSpace = errors.New("no space")
+	// ErrReadOnly is returned by writes to a store opened read-only.
+	ErrReadOnly = errors.New("read-only")
+)
+
+// Errors of a transient kind are worth retrying; everything else is final.
+func IsTransient(err error) bool { return errors.Is(err, ErrUnavailable) }

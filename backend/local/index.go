@@ -1,0 +1,236 @@
+package local
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/scribefs/scribefs/segment"
+)
+
+// Index records what this store knows of the cold tier, so that listing and
+// stat of cold segments need no S3 request. It lives in the hot tier's bbolt
+// file. Entries carry their block checksums (kept in a separate bucket so a
+// listing does not decode them).
+type Index struct {
+	b *Backend
+}
+
+// Index returns the cold-tier index stored in this file.
+func (b *Backend) Index() *Index { return &Index{b: b} }
+
+// Get returns the entry for id; ok is false when there is none.
+func (x *Index) Get(id segment.ID) (info segment.Info, ok bool, err error) {
+	err = x.b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCold).Get(idKey(id))
+		if v == nil {
+			return nil
+		}
+		info, err = decodeCold(id, v)
+		if err != nil {
+			return err
+		}
+		ok = true
+		if sb := tx.Bucket(bucketColdSums).Get(idKey(id)); sb != nil {
+			var sums segment.Checksums
+			if err := sums.UnmarshalBinary(sb); err != nil {
+				return err
+			}
+			info.Sums = &sums
+		}
+		return nil
+	})
+	if err != nil {
+		return segment.Info{}, false, fmt.Errorf("index get segment %d: %w", id, err)
+	}
+	return info, ok, nil
+}
+
+// Put records an entry (replacing any), with its checksums when it has them.
+func (x *Index) Put(info segment.Info) error {
+	return x.PutBatch([]segment.Info{info})
+}
+
+// PutBatch records many entries in one transaction (reconciling with a
+// bucket listing).
+func (x *Index) PutBatch(infos []segment.Info) error {
+	if x.b.ro {
+		return nil
+	}
+	err := x.b.db.Update(func(tx *bolt.Tx) error {
+		cb := tx.Bucket(bucketCold)
+		sb := tx.Bucket(bucketColdSums)
+		for _, info := range infos {
+			if err := cb.Put(idKey(info.ID), encodeCold(info)); err != nil {
+				return err
+			}
+			if info.Sums != nil {
+				v, _ := info.Sums.MarshalBinary()
+				if err := sb.Put(idKey(info.ID), v); err != nil {
+					return err
+				}
+			} else if err := sb.Delete(idKey(info.ID)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index put: %w", err)
+	}
+	return nil
+}
+
+// Delete forgets id.
+func (x *Index) Delete(id segment.ID) error {
+	if x.b.ro {
+		return nil
+	}
+	err := x.b.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketColdSums).Delete(idKey(id)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketCold).Delete(idKey(id))
+	})
+	if err != nil {
+		return fmt.Errorf("index delete segment %d: %w", id, err)
+	}
+	return nil
+}
+
+// List calls fn for each entry in ascending id order, in batches of short
+// transactions (see Backend.List). Entries carry no Sums.
+func (x *Index) List(fn func(segment.Info) error) error {
+	var after []byte
+	for {
+		var batch []segment.Info
+		err := x.b.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketCold).Cursor()
+			var k, v []byte
+			if after == nil {
+				k, v = c.First()
+			} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+			for ; k != nil && len(batch) < 1000; k, v = c.Next() {
+				info, err := decodeCold(segment.ID(binary.BigEndian.Uint64(k)), v)
+				if err != nil {
+					return err
+				}
+				batch = append(batch, info)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("index list: %w", err)
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, info := range batch {
+			if err := fn(info); err != nil {
+				return err
+			}
+		}
+		after = idKey(batch[len(batch)-1].ID)
+	}
+}
+
+// Tombstones record cold deletes that could not be carried out yet (S3
+// down): reconciling with a bucket listing must not bring such a segment
+// back, and the delete is replayed later against the version recorded.
+
+// AddTombstone records a pending delete of version of id.
+func (x *Index) AddTombstone(id segment.ID, version string) error {
+	err := x.b.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTombstones).Put(idKey(id), []byte(version))
+	})
+	if err != nil {
+		return fmt.Errorf("index tombstone segment %d: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveTombstone forgets a pending delete once it is done (or superseded
+// by a new write of the id).
+func (x *Index) RemoveTombstone(id segment.ID) error {
+	if x.b.ro {
+		return nil
+	}
+	return x.b.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTombstones).Delete(idKey(id))
+	})
+}
+
+// Tombstones returns the pending deletes: id -> version.
+func (x *Index) Tombstones() (map[segment.ID]string, error) {
+	out := map[segment.ID]string{}
+	err := x.b.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTombstones).ForEach(func(k, v []byte) error {
+			out[segment.ID(binary.BigEndian.Uint64(k))] = string(v)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func encodeCold(info segment.Info) []byte {
+	var buf []byte
+	buf = binary.AppendVarint(buf, info.Size)
+	buf = binary.AppendVarint(buf, info.ModTime.UnixNano())
+	buf = binary.AppendVarint(buf, unixNanoOrZero(info.WrittenAt))
+	buf = binary.AppendVarint(buf, info.StoredSize)
+	buf = binary.AppendUvarint(buf, uint64(len(info.Version)))
+	buf = append(buf, info.Version...)
+	buf = binary.AppendUvarint(buf, uint64(len(info.Compression)))
+	buf = append(buf, info.Compression...)
+	return buf
+}
+
+func unixNanoOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+var errCorruptIndex = errors.New("corrupt index entry")
+
+func decodeCold(id segment.ID, v []byte) (segment.Info, error) {
+	r := bytes.NewReader(v)
+	var vals [4]int64
+	for i := range vals {
+		x, err := binary.ReadVarint(r)
+		if err != nil {
+			return segment.Info{}, fmt.Errorf("segment %d: %w", id, errCorruptIndex)
+		}
+		vals[i] = x
+	}
+	str := func() (string, error) {
+		n, err := binary.ReadUvarint(r)
+		if err != nil || n > uint64(r.Len()) {
+			return "", fmt.Errorf("segment %d: %w", id, errCorruptIndex)
+		}
+		b := make([]byte, n)
+		r.Read(b)
+		return string(b), nil
+	}
+	version, err := str()
+	if err != nil {
+		return segment.Info{}, err
+	}
+	comp, err := str()
+	if err != nil {
+		return segment.Info{}, err
+	}
+	info := segment.Info{ID: id, Size: vals[0], ModTime: time.Unix(0, vals[1]).UTC(), Tier: segment.TierCold,
+		StoredSize: vals[3], Version: version, Compression: comp}
+	if vals[2] != 0 {
+		info.WrittenAt = time.Unix(0, vals[2]).UTC()
+	}
+	return info, nil
+}

@@ -1,0 +1,958 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/segment"
+)
+
+var (
+	bucketMeta       = []byte("meta")
+	bucketSums       = []byte("sums")
+	bucketChunks     = []byte("chunks")
+	bucketPending    = []byte("pending")
+	bucketGarbage    = []byte("garbage")
+	bucketCold       = []byte("cold")
+	bucketTombstones = []byte("tombstones")
+	bucketColdSums   = []byte("coldsums")
+	bucketFormat     = []byte("scribefs")
+	keyFormat        = []byte("format")
+)
+
+// formatVersion is written into every file; a file of another version is
+// refused rather than guessed at.
+const formatVersion = "scribefs-hot-1"
+
+// batchBytes bounds the dirty pages of one write transaction.
+const batchBytes = 32 << 20
+
+// gcBatch is how many chunks one garbage-collection transaction frees.
+const gcBatch = 256
+
+// ErrLocked is returned by Open when another process holds the file.
+var ErrLocked = errors.New("locked by another process")
+
+// Options configure Open.
+type Options struct {
+	// LockTimeout bounds the wait for bbolt's file lock (default 1s), so a
+	// second process fails fast instead of hanging.
+	LockTimeout time.Duration
+	// ReadOnly opens the file without write access; writes fail with
+	// backend.ErrReadOnly.
+	ReadOnly bool
+}
+
+// Backend is the bbolt hot tier. It implements backend.Backend, and also
+// offers what only a local store can: pinning versions, in-place mtime
+// changes, and renames.
+type Backend struct {
+	db   *bolt.DB
+	path string
+	ro   bool
+
+	// mu guards pins and usage.
+	mu    sync.Mutex
+	pins  map[uint64]pinState // generation -> its readers
+	usage int64               // sum of current segment sizes
+
+	gcKick chan struct{}
+	gcDone chan struct{}
+	stop   chan struct{}
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// Open opens or creates the hot tier at path.
+func Open(path string, opts Options) (*Backend, error) {
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = time.Second
+	}
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("hot tier %s: %w", path, err)
+		}
+	}
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        opts.LockTimeout,
+		ReadOnly:       opts.ReadOnly,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("hot tier %s: %w (is a scribefs mount using it?)", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("hot tier %s: not a usable scribefs hot-tier file: %v", path, err)
+	}
+	b := &Backend{db: db, path: path, ro: opts.ReadOnly, pins: map[uint64]pinState{},
+		gcKick: make(chan struct{}, 1), gcDone: make(chan struct{}), stop: make(chan struct{})}
+	if err := b.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if opts.ReadOnly {
+		close(b.gcDone)
+	} else {
+		go b.gcLoop()
+		b.kickGC()
+	}
+	return b, nil
+}
+
+// checkFile refuses a file that is not a bbolt database before bbolt opens
+// it, so a damaged or foreign file is never modified. bbolt's meta page
+// carries the magic 0xED0CDAED right after the 16-byte page header.
+func checkFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("hot tier %s: %w", path, err)
+	}
+	defer f.Close()
+	var hdr [64]byte
+	n, _ := io.ReadFull(f, hdr[:])
+	if n == 0 {
+		return nil // empty file: bbolt initialises it
+	}
+	if n < 20 || binary.LittleEndian.Uint32(hdr[16:20]) != 0xED0CDAED {
+		return fmt.Errorf("hot tier %s: not a scribefs hot-tier file (no bbolt header); refusing to touch it", path)
+	}
+	return nil
+}
+
+func (b *Backend) init() error {
+	fail := func(err error) error { return fmt.Errorf("hot tier %s: %v", b.path, err) }
+	if b.ro {
+		err := b.db.View(func(tx *bolt.Tx) error {
+			fb := tx.Bucket(bucketFormat)
+			if fb == nil {
+				return fmt.Errorf("not a scribefs hot-tier file")
+			}
+			if v := fb.Get(keyFormat); string(v) != formatVersion {
+				return fmt.Errorf("format %q, this scribefs reads %q", v, formatVersion)
+			}
+			return b.sumUsage(tx)
+		})
+		if err != nil {
+			return fail(err)
+		}
+		return nil
+	}
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		if fb := tx.Bucket(bucketFormat); fb != nil {
+			if v := fb.Get(keyFormat); string(v) != formatVersion {
+				return fmt.Errorf("format %q, this scribefs reads %q; refusing to change it", v, formatVersion)
+			}
+		} else {
+			if k, _ := tx.Cursor().First(); k != nil {
+				return fmt.Errorf("bbolt file of another program (no scribefs format marker); refusing to change it")
+			}
+			fb, err := tx.CreateBucket(bucketFormat)
+			if err != nil {
+				return err
+			}
+			if err := fb.Put(keyFormat, []byte(formatVersion)); err != nil {
+				return err
+			}
+		}
+		for _, name := range [][]byte{bucketMeta, bucketSums, bucketChunks, bucketPending, bucketGarbage, bucketCold, bucketColdSums, bucketTombstones} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		// Versions whose writer died before publishing them are garbage now.
+		pend := tx.Bucket(bucketPending)
+		garb := tx.Bucket(bucketGarbage)
+		var gens [][]byte
+		pend.ForEach(func(k, _ []byte) error { gens = append(gens, append([]byte(nil), k...)); return nil })
+		for _, g := range gens {
+			if err := garb.Put(g, nil); err != nil {
+				return err
+			}
+			if err := pend.Delete(g); err != nil {
+				return err
+			}
+		}
+		return b.sumUsage(tx)
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+func (b *Backend) sumUsage(tx *bolt.Tx) error {
+	var total int64
+	mb := tx.Bucket(bucketMeta)
+	if mb == nil {
+		return nil
+	}
+	err := mb.ForEach(func(_, v []byte) error {
+		m, err := decodeMeta(v)
+		if err != nil {
+			return err
+		}
+		total += m.size
+		return nil
+	})
+	b.usage = total
+	return err
+}
+
+// Path is the bbolt file.
+func (b *Backend) Path() string { return b.path }
+
+// Usage is the number of bytes of current segments in the hot tier.
+func (b *Backend) Usage() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.usage
+}
+
+func (b *Backend) addUsage(d int64) {
+	b.mu.Lock()
+	b.usage += d
+	b.mu.Unlock()
+}
+
+// Close stops background work and closes the file.
+func (b *Backend) Close() error {
+	select {
+	case <-b.stop:
+		return nil
+	default:
+	}
+	close(b.stop)
+	<-b.gcDone
+	return b.db.Close()
+}
+
+type meta struct {
+	gen     uint64
+	size    int64
+	mtime   int64 // unix ns
+	written int64 // unix ns
+}
+
+func (m meta) encode() []byte {
+	v := make([]byte, 32)
+	binary.BigEndian.PutUint64(v[0:], m.gen)
+	binary.BigEndian.PutUint64(v[8:], uint64(m.size))
+	binary.BigEndian.PutUint64(v[16:], uint64(m.mtime))
+	binary.BigEndian.PutUint64(v[24:], uint64(m.written))
+	return v
+}
+
+func decodeMeta(v []byte) (meta, error) {
+	if len(v) != 32 {
+		return meta{}, fmt.Errorf("corrupt segment record (%d bytes)", len(v))
+	}
+	return meta{
+		gen:     binary.BigEndian.Uint64(v[0:]),
+		size:    int64(binary.BigEndian.Uint64(v[8:])),
+		mtime:   int64(binary.BigEndian.Uint64(v[16:])),
+		written: int64(binary.BigEndian.Uint64(v[24:])),
+	}, nil
+}
+
+func idKey(id segment.ID) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, uint64(id))
+	return k
+}
+
+func genKey(gen uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, gen)
+	return k
+}
+
+func chunkKey(gen uint64, idx int64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, gen)
+	binary.BigEndian.PutUint64(k[8:], uint64(idx))
+	return k
+}
+
+func (m meta) info(id segment.ID) segment.Info {
+	return segment.Info{
+		ID: id, Size: m.size, ModTime: time.Unix(0, m.mtime).UTC(), Tier: segment.TierHot,
+		Version: strconv.FormatUint(m.gen, 10), WrittenAt: time.Unix(0, m.written).UTC(),
+	}
+}
+
+func segErr(op string, id segment.ID, err error) error {
+	return fmt.Errorf("hot %s segment %d: %w", op, id, err)
+}
+
+// Put implements backend.Backend.
+func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions) (segment.Info, error) {
+	if b.ro {
+		return segment.Info{}, segErr("put", id, backend.ErrReadOnly)
+	}
+	var (
+		sum     segment.Summer
+		gen     uint64
+		idx     int64
+		started bool // a pending generation exists
+	)
+	// abandon turns a half-written generation into garbage.
+	abandon := func(err error) (segment.Info, error) {
+		if started {
+			b.db.Update(func(tx *bolt.Tx) error {
+				tx.Bucket(bucketPending).Delete(genKey(gen))
+				return tx.Bucket(bucketGarbage).Put(genKey(gen), nil)
+			})
+			b.kickGC()
+		}
+		return segment.Info{}, segErr("put", id, err)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return abandon(err)
+		}
+		// Read one batch of chunks.
+		var batch [][]byte
+		eof := false
+		for len(batch)*segment.BlockSize < batchBytes {
+			buf := make([]byte, segment.BlockSize)
+			n, err := io.ReadFull(r, buf)
+			if n > 0 {
+				batch = append(batch, buf[:n])
+				sum.Write(buf[:n])
+			}
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				eof = true
+				break
+			}
+			if err != nil {
+				return abandon(fmt.Errorf("reading data: %w", err))
+			}
+		}
+		if eof {
+			if opts.Size >= 0 && sum.Size() != opts.Size {
+				return abandon(fmt.Errorf("%w: got %d bytes, expected %d", backend.ErrInvalid, sum.Size(), opts.Size))
+			}
+			sums := sum.Sums()
+			if opts.Sums != nil && !opts.Sums.Equal(sums) {
+				return abandon(fmt.Errorf("%w: data does not match the expected checksums", segment.ErrChecksum))
+			}
+			return b.publish(id, gen, started, idx, batch, sum.Size(), sums, opts.ModTime)
+		}
+		if opts.Size >= 0 && sum.Size() > opts.Size {
+			return abandon(fmt.Errorf("%w: more than the expected %d bytes", backend.ErrInvalid, opts.Size))
+		}
+		err := b.db.Update(func(tx *bolt.Tx) error {
+			if !started {
+				g, err := tx.Bucket(bucketMeta).NextSequence()
+				if err != nil {
+					return err
+				}
+				gen = g
+				if err := tx.Bucket(bucketPending).Put(genKey(gen), idKey(id)); err != nil {
+					return err
+				}
+			}
+			return putChunks(tx, gen, idx, batch)
+		})
+		if err != nil {
+			return abandon(err)
+		}
+		started = true
+		idx += int64(len(batch))
+	}
+}
+
+func putChunks(tx *bolt.Tx, gen uint64, idx int64, batch [][]byte) error {
+	cb := tx.Bucket(bucketChunks)
+	for i, c := range batch {
+		if err := cb.Put(chunkKey(gen, idx+int64(i)), c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publish writes the last batch and points meta at the new generation, in
+// one transaction.
+func (b *Backend) publish(id segment.ID, gen uint64, started bool, idx int64, batch [][]byte, size int64, sums *segment.Checksums, mtime time.Time) (segment.Info, error) {
+	now := time.Now()
+	if mtime.IsZero() {
+		mtime = now
+	}
+	m := meta{size: size, mtime: mtime.UnixNano(), written: now.UnixNano()}
+	var oldSize int64
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		mb := tx.Bucket(bucketMeta)
+		if !started {
+			g, err := mb.NextSequence()
+			if err != nil {
+				return err
+			}
+			gen = g
+		} else if err := tx.Bucket(bucketPending).Delete(genKey(gen)); err != nil {
+			return err
+		}
+		m.gen = gen
+		if err := putChunks(tx, gen, idx, batch); err != nil {
+			return err
+		}
+		sb, _ := sums.MarshalBinary()
+		if err := tx.Bucket(bucketSums).Put(genKey(gen), sb); err != nil {
+			return err
+		}
+		if old := mb.Get(idKey(id)); old != nil {
+			om, err := decodeMeta(old)
+			if err != nil {
+				return err
+			}
+			oldSize = om.size
+			if err := tx.Bucket(bucketGarbage).Put(genKey(om.gen), nil); err != nil {
+				return err
+			}
+		}
+		return mb.Put(idKey(id), m.encode())
+	})
+	if err != nil {
+		if started {
+			b.db.Update(func(tx *bolt.Tx) error {
+				tx.Bucket(bucketPending).Delete(genKey(gen))
+				return tx.Bucket(bucketGarbage).Put(genKey(gen), nil)
+			})
+		}
+		return segment.Info{}, segErr("put", id, err)
+	}
+	b.addUsage(size - oldSize)
+	if oldSize > 0 || started {
+		b.kickGC()
+	}
+	info := m.info(id)
+	info.Sums = sums
+	return info, nil
+}
+
+// Stat implements backend.Backend.
+func (b *Backend) Stat(ctx context.Context, id segment.ID) (segment.Info, error) {
+	var info segment.Info
+	err := b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(idKey(id))
+		if v == nil {
+			return backend.ErrNotFound
+		}
+		m, err := decodeMeta(v)
+		if err != nil {
+			return err
+		}
+		info = m.info(id)
+		var sums segment.Checksums
+		if sb := tx.Bucket(bucketSums).Get(genKey(m.gen)); sb != nil {
+			if err := sums.UnmarshalBinary(sb); err != nil {
+				return err
+			}
+			info.Sums = &sums
+		}
+		return nil
+	})
+	if err != nil {
+		return segment.Info{}, segErr("stat", id, err)
+	}
+	return info, nil
+}
+
+// Get implements backend.Backend. The returned reader pins the version, so
+// it keeps reading the same bytes through a concurrent overwrite or delete.
+func (b *Backend) Get(ctx context.Context, id segment.ID, opts backend.GetOptions) (io.ReadCloser, error) {
+	var m meta
+	err := b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(idKey(id))
+		if v == nil {
+			return backend.ErrNotFound
+		}
+		var err error
+		m, err = decodeMeta(v)
+		return err
+	})
+	if err != nil {
+		return nil, segErr("get", id, err)
+	}
+	if opts.Version != "" && opts.Version != strconv.FormatUint(m.gen, 10) {
+		// An older version is still readable while someone pins it.
+		gen, size, ok := b.pinned(opts.Version)
+		if !ok {
+			return nil, segErr("get", id, backend.ErrStale)
+		}
+		m = meta{gen: gen, size: size}
+	}
+	b.pin(m.gen, m.size)
+	return b.rangeReader(m.gen, m.size, opts.Offset, opts.Length), nil
+}
+
+func (b *Backend) rangeReader(gen uint64, size, off, length int64) io.ReadCloser {
+	end := size
+	if length >= 0 && off+length < end {
+		end = off + length
+	}
+	if off > end {
+		off = end
+	}
+	return &chunkReader{b: b, gen: gen, start: off, off: off, end: end}
+}
+
+// chunkReader reads [start, end) of a generation, copying out of bbolt's
+// memory. It is an io.Seeker within its range, so an upload from it can be
+// retried from the beginning.
+type chunkReader struct {
+	b               *Backend
+	gen             uint64
+	start, off, end int64
+	closed          bool
+}
+
+func (r *chunkReader) Seek(offset int64, whence int) (int64, error) {
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = r.start + offset
+	case io.SeekCurrent:
+		abs = r.off + offset
+	case io.SeekEnd:
+		abs = r.end + offset
+	}
+	if abs < r.start {
+		return 0, fmt.Errorf("%w: seek before start", backend.ErrInvalid)
+	}
+	r.off = abs
+	return abs - r.start, nil
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if r.closed {
+		return 0, errors.New("read of closed segment reader")
+	}
+	if r.off >= r.end {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.end-r.off {
+		p = p[:r.end-r.off]
+	}
+	n, err := r.b.readAt(r.gen, p, r.off)
+	r.off += int64(n)
+	return n, err
+}
+
+func (r *chunkReader) Close() error {
+	if !r.closed {
+		r.closed = true
+		r.b.unpin(r.gen)
+	}
+	return nil
+}
+
+// readAt fills p from the generation's chunks starting at off, all in one
+// view transaction. The caller bounds p to the segment's size.
+func (b *Backend) readAt(gen uint64, p []byte, off int64) (int, error) {
+	n := 0
+	err := b.db.View(func(tx *bolt.Tx) error {
+		cb := tx.Bucket(bucketChunks)
+		for n < len(p) {
+			idx := (off + int64(n)) / segment.BlockSize
+			in := (off + int64(n)) % segment.BlockSize
+			c := cb.Get(chunkKey(gen, idx))
+			if c == nil || int64(len(c)) <= in {
+				return fmt.Errorf("generation %d: chunk %d missing: %w", gen, idx, backend.ErrStale)
+			}
+			n += copy(p[n:], c[in:])
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ReadAt reads from a pinned version (see Pin) without a reader object: the
+// filesystem's hot read path, one view transaction per call.
+func (b *Backend) ReadAt(version string, p []byte, off int64) (int, error) {
+	gen, size, ok := b.pinned(version)
+	if !ok {
+		return 0, backend.ErrStale
+	}
+	if off >= size {
+		return 0, io.EOF
+	}
+	short := false
+	if int64(len(p)) > size-off {
+		p, short = p[:size-off], true
+	}
+	n, err := b.readAt(gen, p, off)
+	if err == nil && short {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// Pin keeps the given version's bytes readable (through ReadAt or Get with
+// that Version) until release is called, even if the segment is overwritten
+// or deleted meanwhile. It fails with ErrStale when the version is no longer
+// current and not otherwise pinned.
+func (b *Backend) Pin(id segment.ID, version string) (release func(), err error) {
+	gen, err := strconv.ParseUint(version, 10, 64)
+	if err != nil {
+		return nil, segErr("pin", id, fmt.Errorf("%w: version %q", backend.ErrInvalid, version))
+	}
+	var m meta
+	err = b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(idKey(id))
+		if v == nil {
+			return backend.ErrNotFound
+		}
+		var err error
+		m, err = decodeMeta(v)
+		return err
+	})
+	if err == nil && m.gen != gen {
+		err = backend.ErrStale
+	}
+	if err != nil {
+		if _, size, ok := b.pinned(version); ok {
+			b.pin(gen, size)
+			return sync.OnceFunc(func() { b.unpin(gen) }), nil
+		}
+		return nil, segErr("pin", id, err)
+	}
+	b.pin(m.gen, m.size)
+	return sync.OnceFunc(func() { b.unpin(m.gen) }), nil
+}
+
+// pinState counts a generation's readers and remembers its size, so a
+// reader of an overwritten version still knows where it ends.
+type pinState struct {
+	n    int
+	size int64
+}
+
+func (b *Backend) pin(gen uint64, size int64) {
+	b.mu.Lock()
+	p := b.pins[gen]
+	b.pins[gen] = pinState{n: p.n + 1, size: size}
+	b.mu.Unlock()
+}
+
+func (b *Backend) unpin(gen uint64) {
+	b.mu.Lock()
+	p := b.pins[gen]
+	p.n--
+	last := p.n <= 0
+	if last {
+		delete(b.pins, gen)
+	} else {
+		b.pins[gen] = p
+	}
+	b.mu.Unlock()
+	if last {
+		b.kickGC()
+	}
+}
+
+func (b *Backend) pinned(version string) (gen uint64, size int64, ok bool) {
+	gen, err := strconv.ParseUint(version, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	b.mu.Lock()
+	p, ok := b.pins[gen]
+	b.mu.Unlock()
+	return gen, p.size, ok && p.n > 0
+}
+
+func (b *Backend) isPinned(gen uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.pins[gen].n > 0
+}
+
+// Delete implements backend.Backend.
+func (b *Backend) Delete(ctx context.Context, id segment.ID, ifVersion string) error {
+	if b.ro {
+		return segErr("delete", id, backend.ErrReadOnly)
+	}
+	var size int64
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		mb := tx.Bucket(bucketMeta)
+		v := mb.Get(idKey(id))
+		if v == nil {
+			return backend.ErrNotFound
+		}
+		m, err := decodeMeta(v)
+		if err != nil {
+			return err
+		}
+		if ifVersion != "" && ifVersion != strconv.FormatUint(m.gen, 10) {
+			return backend.ErrStale
+		}
+		size = m.size
+		if err := tx.Bucket(bucketGarbage).Put(genKey(m.gen), nil); err != nil {
+			return err
+		}
+		return mb.Delete(idKey(id))
+	})
+	if err != nil {
+		return segErr("delete", id, err)
+	}
+	b.addUsage(-size)
+	b.kickGC()
+	return nil
+}
+
+// SetModTime changes the user-visible mtime in place; the version stays.
+func (b *Backend) SetModTime(ctx context.Context, id segment.ID, mtime time.Time) error {
+	if b.ro {
+		return segErr("set mtime of", id, backend.ErrReadOnly)
+	}
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		mb := tx.Bucket(bucketMeta)
+		v := mb.Get(idKey(id))
+		if v == nil {
+			return backend.ErrNotFound
+		}
+		m, err := decodeMeta(v)
+		if err != nil {
+			return err
+		}
+		m.mtime = mtime.UnixNano()
+		return mb.Put(idKey(id), m.encode())
+	})
+	if err != nil {
+		return segErr("set mtime of", id, err)
+	}
+	return nil
+}
+
+// Rename moves segment from to id to in one transaction, replacing to. No
+// bytes move: chunks belong to the generation, not the id.
+func (b *Backend) Rename(ctx context.Context, from, to segment.ID) error {
+	if b.ro {
+		return segErr("rename", from, backend.ErrReadOnly)
+	}
+	var freed int64
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		mb := tx.Bucket(bucketMeta)
+		v := mb.Get(idKey(from))
+		if v == nil {
+			return backend.ErrNotFound
+		}
+		if from == to {
+			return nil
+		}
+		val := append([]byte(nil), v...)
+		if old := mb.Get(idKey(to)); old != nil {
+			om, err := decodeMeta(old)
+			if err != nil {
+				return err
+			}
+			freed = om.size
+			if err := tx.Bucket(bucketGarbage).Put(genKey(om.gen), nil); err != nil {
+				return err
+			}
+		}
+		if err := mb.Put(idKey(to), val); err != nil {
+			return err
+		}
+		return mb.Delete(idKey(from))
+	})
+	if err != nil {
+		return segErr("rename", from, err)
+	}
+	if freed > 0 {
+		b.addUsage(-freed)
+		b.kickGC()
+	}
+	return nil
+}
+
+// List implements backend.Backend. It reads the listing in batches, each in
+// its own short view transaction, so a slow callback never holds a
+// transaction open (which would stall bbolt's remapping for writers).
+// Listed Infos carry no Sums; Stat has them.
+func (b *Backend) List(ctx context.Context, fn func(segment.Info) error) error {
+	var after []byte
+	for {
+		var batch []segment.Info
+		err := b.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketMeta).Cursor()
+			var k, v []byte
+			if after == nil {
+				k, v = c.First()
+			} else {
+				k, v = c.Seek(after)
+				if k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && len(batch) < 1000; k, v = c.Next() {
+				m, err := decodeMeta(v)
+				if err != nil {
+					return err
+				}
+				batch = append(batch, m.info(segment.ID(binary.BigEndian.Uint64(k))))
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("hot list: %w", err)
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, info := range batch {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(info); err != nil {
+				return err
+			}
+		}
+		after = idKey(batch[len(batch)-1].ID)
+	}
+}
+
+func (b *Backend) kickGC() {
+	select {
+	case b.gcKick <- struct{}{}:
+	default:
+	}
+}
+
+// gcLoop frees the chunks of garbage generations that no reader pins.
+func (b *Backend) gcLoop() {
+	defer close(b.gcDone)
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-b.gcKick:
+		}
+		for {
+			select {
+			case <-b.stop:
+				return
+			default:
+			}
+			more, err := b.gcOnce()
+			if err != nil || !more {
+				break
+			}
+		}
+	}
+}
+
+// gcOnce frees up to gcBatch chunks; more reports whether work remains.
+func (b *Backend) gcOnce() (more bool, err error) {
+	err = b.db.Update(func(tx *bolt.Tx) error {
+		gb := tx.Bucket(bucketGarbage)
+		cb := tx.Bucket(bucketChunks)
+		freed := 0
+		var done [][]byte
+		gc := gb.Cursor()
+		for k, _ := gc.First(); k != nil && freed < gcBatch; k, _ = gc.Next() {
+			gen := binary.BigEndian.Uint64(k)
+			if b.isPinned(gen) {
+				continue
+			}
+			c := cb.Cursor()
+			prefix := genKey(gen)
+			var keys [][]byte
+			for ck, _ := c.Seek(prefix); ck != nil && bytes.HasPrefix(ck, prefix) && freed+len(keys) < gcBatch; ck, _ = c.Next() {
+				keys = append(keys, append([]byte(nil), ck...))
+			}
+			for _, ck := range keys {
+				if err := cb.Delete(ck); err != nil {
+					return err
+				}
+			}
+			freed += len(keys)
+			if ck, _ := c.Seek(prefix); ck == nil || !bytes.HasPrefix(ck, prefix) {
+				done = append(done, append([]byte(nil), k...))
+			} else {
+				more = true
+			}
+		}
+		for _, k := range done {
+			if err := tx.Bucket(bucketSums).Delete(k); err != nil {
+				return err
+			}
+			if err := gb.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return more, err
+}
+
+// GarbageChunks counts chunks not reachable from any segment; tests use it
+// to check that crashes and overwrites leave nothing behind.
+func (b *Backend) GarbageChunks() (int, error) {
+	n := 0
+	err := b.db.View(func(tx *bolt.Tx) error {
+		live := map[uint64]bool{}
+		tx.Bucket(bucketMeta).ForEach(func(_, v []byte) error {
+			m, err := decodeMeta(v)
+			if err == nil {
+				live[m.gen] = true
+			}
+			return nil
+		})
+		return tx.Bucket(bucketChunks).ForEach(func(k, _ []byte) error {
+			if !live[binary.BigEndian.Uint64(k)] {
+				n++
+			}
+			return nil
+		})
+	})
+	return n, err
+}
+
+// WaitGC blocks until no unpinned garbage remains (tests and compaction).
+func (b *Backend) WaitGC(ctx context.Context) error {
+	for {
+		more, err := b.gcOnce()
+		if err != nil {
+			return err
+		}
+		if !more {
+			var left bool
+			b.db.View(func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketGarbage).ForEach(func(k, _ []byte) error {
+					if !b.isPinned(binary.BigEndian.Uint64(k)) {
+						left = true
+					}
+					return nil
+				})
+			})
+			if !left {
+				return nil
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,43 @@
+// Package s3 is the cold tier: a backend.Backend on an S3 bucket (AWS S3,
+// MinIO or another S3-compatible store), built on aws-sdk-go-v2.
+//
+// # Layout
+//
+// Segment id is stored as the object <Prefix>segment-<id.Hex()>.bin, the key
+// layout Scribe Ledger nodes use, so a bucket they fill can be mounted.
+// Sixteen lowercase hex digits make the store's lexical key order the numeric
+// id order, which is how List streams ascending ids page by page. Any other
+// key under the prefix (Scribe Ledger's .meta.json sidecars, strays) is
+// ignored. Each object carries user metadata: scribefs-mtime (the settable
+// mtime, unix nanoseconds), scribefs-written (unix nanoseconds),
+// scribefs-crc32c (8 hex digits) and, while it fits the 2 KiB metadata
+// limit, scribefs-blocks (base64 of the big-endian block CRC32Cs).
+// Version is the ETag.
+//
+// # Integrity
+//
+// Every PutObject and UploadPart carries the CRC32C of its body, which the
+// store verifies on receipt, and the CRC32C the store reports back is
+// compared with ours. Multipart uploads use a full-object CRC32C, so the
+// store also checks the assembled object. Whole-object reads are checked at
+// EOF against the recorded CRC32C; ranged reads are checked by the caller
+// against the block sums Stat returns.
+//
+// # What it does not do
+//
+// It does not retry: the SDK client is built with no retryer of its own, and
+// backend/retry wraps this backend, so a retry count means one thing. It does
+// not log (Health returns one-line messages for the caller to print), read
+// the environment beyond what the AWS SDK's own credential chain reads, or
+// abort stale multipart uploads unless asked to (AbortIncompleteUploads).
+// Errors leave through one conversion (errors.go) as backend sentinels; SDK
+// error types never escape, and messages never contain the secret key.
+//
+// # Timeouts
+//
+// Config.Timeout is an idle timeout enforced by a watchdog on every HTTP
+// request, including the streaming of a GET body to the caller: a request is
+// cancelled only when no bytes have moved for that long, so slow but steady
+// multi-gigabyte transfers complete. Callers bound total time with their
+// context.
+package s3

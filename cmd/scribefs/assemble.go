@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/backend/local"
+	"github.com/scribefs/scribefs/backend/retry"
+	"github.com/scribefs/scribefs/backend/s3"
+	"github.com/scribefs/scribefs/cache"
+	"github.com/scribefs/scribefs/internal/config"
+	"github.com/scribefs/scribefs/internal/control"
+	"github.com/scribefs/scribefs/segment"
+	"github.com/scribefs/scribefs/segment/tier"
+)
+
+// assembled is a store opened in this process, with what closes it.
+type assembled struct {
+	store *tier.Store
+	hot   *local.Backend
+	s3    *s3.Backend // nil without a cold tier
+	cfg   *config.Config
+}
+
+// assemble builds the store from the configuration. This is the one place
+// that shows how the layers stack:
+//
+//	tier.Store
+//	├── hot:   local.Backend (bbolt) + its Index of the cold tier
+//	├── cold:  retry.New(s3.Backend)  (retries: storage.s3.max_retries)
+//	└── cache: cache.Blocks           (bounded by cache.max_bytes)
+func assemble(ctx context.Context, cfg *config.Config, readOnly bool, log *slog.Logger) (*assembled, error) {
+	hot, err := local.Open(cfg.Storage.Hot.Path, local.Options{})
+	if err != nil {
+		return nil, err
+	}
+	a := &assembled{hot: hot, cfg: cfg}
+	var cold backend.Backend
+	tcfg := tier.Config{
+		MaxSegmentBytes: cfg.Storage.MaxSegmentBytes,
+		HotMaxBytes:     cfg.Storage.Hot.MaxBytes,
+		SpoolDir:        cfg.Storage.Hot.Spool(),
+		ArchiveAfter:    cfg.Tiering.ArchiveAfter,
+		CheckInterval:   cfg.Tiering.CheckInterval,
+		ReadOnly:        readOnly,
+		Logger:          log,
+	}
+	if sc := cfg.Storage.S3; sc != nil {
+		a.s3, err = s3.New(ctx, s3.Config{
+			Bucket:             sc.Bucket,
+			Region:             sc.Region,
+			Endpoint:           sc.Endpoint,
+			AccessKeyID:        sc.AccessKeyID,
+			SecretAccessKey:    sc.SecretAccessKey.Reveal(),
+			PathStyle:          sc.PathStyle,
+			PoolSize:           sc.PoolSize,
+			Timeout:            sc.Timeout,
+			Prefix:             sc.Prefix,
+			InsecureSkipVerify: sc.InsecureSkipVerify,
+			ReadOnly:           readOnly,
+		})
+		if err != nil {
+			hot.Close()
+			return nil, err
+		}
+		cold = retry.New(a.s3, retry.Policy{
+			MaxRetries: sc.MaxRetries,
+			BaseDelay:  100 * time.Millisecond,
+			MaxDelay:   5 * time.Second,
+			OnRetry: func(op string, id segment.ID, attempt int, err error) {
+				log.Debug("retrying S3 request", "op", op, "segment", id, "attempt", attempt, "err", err)
+			},
+		})
+		tcfg.Refresh = sc.Refresh
+		tcfg.WriteThrough = cfg.Tiering.ArchiveAfter == 0
+		tcfg.Health = a.s3.Health
+	}
+	a.store, err = tier.New(hot, cold, cache.New(cfg.Cache.MaxBytes), tcfg)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// Close closes the backends.
+func (a *assembled) Close() error {
+	if a.s3 != nil {
+		a.s3.Close()
+	}
+	return a.hot.Close()
+}
+
+// api returns the control API of this in-process store.
+func (a *assembled) api(mountpoint string) *control.Local {
+	return &control.Local{
+		Store:   a.store,
+		OnClose: a.Close,
+		Describe: func(st *control.Status) {
+			st.Mounted = mountpoint != ""
+			st.Mountpoint = mountpoint
+			st.HotPath = a.cfg.Storage.Hot.Path
+			st.HotMaxBytes = a.cfg.Storage.Hot.MaxBytes
+			if sc := a.cfg.Storage.S3; sc != nil {
+				st.ColdTier = fmt.Sprintf("s3://%s/%s (%s)", sc.Bucket, sc.Prefix, endpointOf(sc))
+			}
+		},
+	}
+}
+
+func endpointOf(sc *config.S3) string {
+	if sc.Endpoint != "" {
+		return sc.Endpoint
+	}
+	return "AWS " + sc.Region
+}

@@ -1,0 +1,480 @@
+// Command scribefs serves a Scribe Ledger segment store as a filesystem and
+// manages it from the command line. It is the only package that reads
+// flags, the environment and configuration files.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/internal/config"
+	"github.com/scribefs/scribefs/internal/control"
+	"github.com/scribefs/scribefs/segment"
+	"github.com/scribefs/scribefs/segment/ledger"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// usageError is a mistake in the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+func main() {
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := newApp(stdin, stdout, stderr)
+	err := app.Run(args)
+	if err == nil {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "scribefs: %s (see 'scribefs --help')\n", ue.msg)
+		return 2
+	}
+	fmt.Fprintf(stderr, "scribefs: %s\n", oneLine(err))
+	return 1
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:      "scribefs",
+		Usage:     "Scribe Ledger segments as a filesystem: a bbolt hot tier, an S3 cold tier, a read-through cache",
+		Version:   version,
+		Reader:    stdin,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "configuration `FILE` (default: $SCRIBEFS_CONFIG, ~/.config/scribefs/config.toml, /etc/scribefs/config.toml, else the embedded default)"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+		},
+		HideHelpCommand: true,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err.Error()}
+		},
+		CommandNotFound: func(c *cli.Context, name string) {
+			fmt.Fprintf(stderr, "scribefs: unknown command %q (see 'scribefs --help')\n", name)
+			os.Exit(2)
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+		Commands: []*cli.Command{
+			putCommand(), getCommand(), lsCommand(), rmCommand(), statCommand(),
+			archiveCommand(), healthCommand(), statusCommand(), dumpCommand(), mountCommand(),
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintf(c.App.Writer, "scribefs %s\n", version)
+					return nil
+				},
+			},
+		},
+	}
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = app.OnUsageError
+	}
+	return app
+}
+
+// loadConfig reads the configuration named by --config or found at the
+// default places, and prints its warnings.
+func loadConfig(c *cli.Context) (*config.Config, error) {
+	cfg, err := config.Load(c.String("config"), os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(c.App.ErrWriter, "scribefs: warning: %s\n", w)
+	}
+	return cfg, nil
+}
+
+func newLogger(c *cli.Context, w io.Writer, format string) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// openAPI reaches the store: through the running mount's control socket
+// when there is one, else by opening it in this process.
+func openAPI(c *cli.Context) (control.API, error) {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	if client, err := control.Dial(control.SocketPath(cfg.Storage.Hot.Path)); err == nil {
+		return client, nil
+	}
+	log, err := newLogger(c, c.App.ErrWriter, "text")
+	if err != nil {
+		return nil, err
+	}
+	a, err := assemble(c.Context, cfg, false, log)
+	if err != nil {
+		return nil, err
+	}
+	return a.api(""), nil
+}
+
+// withAPI runs fn with the store and closes it afterwards.
+func withAPI(c *cli.Context, fn func(api control.API) error) error {
+	api, err := openAPI(c)
+	if err != nil {
+		return err
+	}
+	defer api.Close()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c.Context = ctx
+	return fn(api)
+}
+
+func parseID(s string) (segment.ID, error) {
+	id, err := segment.ParseID(s)
+	if err != nil {
+		return 0, usagef("%v", err)
+	}
+	return id, nil
+}
+
+// segErr words an error for the user: "segment 123: not found".
+func segErr(id segment.ID, err error) error {
+	switch {
+	case errors.Is(err, backend.ErrNotFound) && !strings.Contains(err.Error(), "bucket"):
+		return fmt.Errorf("segment %d: not found", id)
+	case errors.Is(err, backend.ErrTooLarge):
+		return fmt.Errorf("segment %d: %v", id, err)
+	}
+	if strings.Contains(err.Error(), fmt.Sprintf("segment %d", id)) {
+		return err
+	}
+	return fmt.Errorf("segment %d: %w", id, err)
+}
+
+func putCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "put",
+		Usage:     "store a segment from FILE or standard input",
+		ArgsUsage: "ID [FILE|-]",
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 1 || c.NArg() > 2 {
+				return usagef("put takes ID [FILE|-]")
+			}
+			id, err := parseID(c.Args().Get(0))
+			if err != nil {
+				return err
+			}
+			var r io.Reader = c.App.Reader
+			size := int64(-1)
+			if name := c.Args().Get(1); name != "" && name != "-" {
+				f, err := os.Open(name)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				st, err := f.Stat()
+				if err != nil {
+					return err
+				}
+				if !st.Mode().IsRegular() {
+					return fmt.Errorf("%s: not a regular file", name)
+				}
+				r, size = f, st.Size()
+			}
+			return withAPI(c, func(api control.API) error {
+				_, err := api.Put(c.Context, id, r, size, time.Time{})
+				if err != nil {
+					return segErr(id, err)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func getCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Usage:     "write a segment to FILE or standard output",
+		ArgsUsage: "ID [FILE|-]",
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 1 || c.NArg() > 2 {
+				return usagef("get takes ID [FILE|-]")
+			}
+			id, err := parseID(c.Args().Get(0))
+			if err != nil {
+				return err
+			}
+			return withAPI(c, func(api control.API) error {
+				name := c.Args().Get(1)
+				if name == "" || name == "-" {
+					if err := api.Get(c.Context, id, c.App.Writer); err != nil {
+						return segErr(id, err)
+					}
+					return nil
+				}
+				// Write beside the target and rename, so FILE is never half
+				// written.
+				tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
+				if err != nil {
+					return err
+				}
+				defer os.Remove(tmp.Name())
+				if err := api.Get(c.Context, id, tmp); err != nil {
+					tmp.Close()
+					return segErr(id, err)
+				}
+				if err := tmp.Close(); err != nil {
+					return err
+				}
+				return os.Rename(tmp.Name(), name)
+			})
+		},
+	}
+}
+
+func lsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ls",
+		Usage: "list segments, one decimal id per line, ascending (-l: ID SIZE MTIME TIER)",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "l", Usage: "long format: ID SIZE MTIME(RFC 3339) TIER"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("ls takes no arguments")
+			}
+			long := c.Bool("l")
+			return withAPI(c, func(api control.API) error {
+				// bufio's errors are sticky: a closed pipe stops the listing.
+				w := bufio.NewWriterSize(c.App.Writer, 64<<10)
+				err := api.List(c.Context, func(i segment.Info) error {
+					var err error
+					if long {
+						_, err = fmt.Fprintf(w, "%d %d %s %s\n", i.ID, i.Size, i.ModTime.UTC().Format(time.RFC3339Nano), i.Tier)
+					} else {
+						_, err = fmt.Fprintf(w, "%d\n", i.ID)
+					}
+					return err
+				})
+				if ferr := w.Flush(); err == nil {
+					err = ferr
+				}
+				return err
+			})
+		},
+	}
+}
+
+func rmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "delete segments from every tier",
+		ArgsUsage: "ID...",
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usagef("rm takes at least one ID")
+			}
+			var ids []segment.ID
+			for _, a := range c.Args().Slice() {
+				id, err := parseID(a)
+				if err != nil {
+					return err
+				}
+				ids = append(ids, id)
+			}
+			return withAPI(c, func(api control.API) error {
+				var failed error
+				for _, id := range ids {
+					if err := api.Delete(c.Context, id); err != nil {
+						fmt.Fprintf(c.App.ErrWriter, "scribefs: %s\n", oneLine(segErr(id, err)))
+						failed = errors.New("some segments were not removed")
+					}
+				}
+				return failed
+			})
+		},
+	}
+}
+
+func statCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "stat",
+		Usage:     "describe a segment as key: value lines",
+		ArgsUsage: "ID",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("stat takes one ID")
+			}
+			id, err := parseID(c.Args().Get(0))
+			if err != nil {
+				return err
+			}
+			return withAPI(c, func(api control.API) error {
+				i, err := api.Stat(c.Context, id)
+				if err != nil {
+					return segErr(id, err)
+				}
+				w := c.App.Writer
+				fmt.Fprintf(w, "id: %d\nsize: %d\nmtime: %s\ntier: %s\nchecksum: %s\n",
+					i.ID, i.Size, i.ModTime.UTC().Format(time.RFC3339Nano), i.Tier, i.Sums)
+				if i.Compression != "" {
+					fmt.Fprintf(w, "stored_size: %d\ncompression: %s\n", i.StoredSize, i.Compression)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func archiveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "archive",
+		Usage:     "move segments from the hot tier to the cold tier now",
+		ArgsUsage: "ID...|--all",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "all", Usage: "archive every hot segment"}},
+		Action: func(c *cli.Context) error {
+			if c.Bool("all") == (c.NArg() > 0) {
+				return usagef("archive takes ID... or --all")
+			}
+			var ids []segment.ID
+			for _, a := range c.Args().Slice() {
+				id, err := parseID(a)
+				if err != nil {
+					return err
+				}
+				ids = append(ids, id)
+			}
+			return withAPI(c, func(api control.API) error {
+				if c.Bool("all") {
+					hot, err := api.HotSegments(c.Context)
+					if err != nil {
+						return err
+					}
+					for _, i := range hot {
+						ids = append(ids, i.ID)
+					}
+				}
+				var failed error
+				for n, id := range ids {
+					if err := api.Archive(c.Context, id); err != nil {
+						fmt.Fprintf(c.App.ErrWriter, "scribefs: %s\n", oneLine(segErr(id, err)))
+						failed = errors.New("some segments were not archived")
+						if c.Context.Err() != nil {
+							return c.Context.Err()
+						}
+					} else if c.Bool("all") {
+						fmt.Fprintf(c.App.ErrWriter, "archived %d/%d (segment %d)\n", n+1, len(ids), id)
+					}
+				}
+				return failed
+			})
+		},
+	}
+}
+
+func healthCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "health",
+		Usage: "check that the cold tier is reachable with the configured credentials and bucket (one attempt)",
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			return withAPI(c, func(api control.API) error {
+				ctx, cancel := context.WithTimeout(c.Context, 15*time.Second)
+				defer cancel()
+				if err := api.Health(ctx); err != nil {
+					return err
+				}
+				if sc := cfg.Storage.S3; sc != nil {
+					fmt.Fprintf(c.App.Writer, "ok: bucket %s at %s is reachable\n", sc.Bucket, endpointOf(sc))
+				} else {
+					fmt.Fprintf(c.App.Writer, "ok: hot tier only (no [storage.s3] configured)\n")
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show the store's tiers, cache and archive state (of the running mount, if any)",
+		Action: func(c *cli.Context) error {
+			return withAPI(c, func(api control.API) error {
+				st, err := api.Status(c.Context)
+				if err != nil {
+					return err
+				}
+				w := c.App.Writer
+				mounted := "no"
+				if st.Mounted {
+					mounted = "yes, at " + st.Mountpoint
+				}
+				fmt.Fprintf(w, "mounted: %s\nhot_tier: %s\nhot_bytes: %d\nhot_max_bytes: %d\nhot_segments: %d\ncold_tier: %s\n",
+					mounted, st.HotPath, st.HotBytes, st.HotMaxBytes, st.HotCount, st.ColdTier)
+				fmt.Fprintf(w, "cache_bytes: %d\ncache_max_bytes: %d\ncache_hits: %d\ncache_misses: %d\narchived: %d\narchive_errors: %d\nchecksum_errors: %d\n",
+					st.CacheBytes, st.CacheMax, st.CacheHits, st.CacheMisses, st.Archived, st.ArchiveErrs, st.ChecksumErr)
+				return nil
+			})
+		},
+	}
+}
+
+func dumpCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "dump",
+		Usage:     "decode a segment in the Scribe Ledger encoding and print its id, timestamp and entries (escaped)",
+		ArgsUsage: "ID",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("dump takes one ID")
+			}
+			id, err := parseID(c.Args().Get(0))
+			if err != nil {
+				return err
+			}
+			return withAPI(c, func(api control.API) error {
+				var buf bytes.Buffer
+				if err := api.Get(c.Context, id, &buf); err != nil {
+					return segErr(id, err)
+				}
+				seg, err := ledger.Decode(buf.Bytes())
+				if err != nil {
+					return fmt.Errorf("segment %d: %w", id, err)
+				}
+				_, err = io.WriteString(c.App.Writer, ledger.Dump(seg))
+				return err
+			})
+		},
+	}
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/scribefs/scribefs/fs"
+	"github.com/scribefs/scribefs/internal/control"
+)
+
+func mountCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "mount",
+		Usage:     "serve the store at MOUNTPOINT/segments/<id> until unmounted (SIGINT/SIGTERM unmount cleanly)",
+		ArgsUsage: "MOUNTPOINT",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "read-only", Usage: "refuse every change (EROFS); the cold tier is never written"},
+			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf for non-root)"},
+			&cli.DurationFlag{Name: "grace", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long files open for writing may take to close; writes not closed by then are discarded"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
+			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("mount takes one MOUNTPOINT")
+			}
+			format := c.String("log-format")
+			if format != "text" && format != "json" {
+				return usagef("--log-format %q: want text or json", format)
+			}
+			log, err := newLogger(c, c.App.ErrWriter, format)
+			if err != nil {
+				return err
+			}
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			mnt := c.Args().Get(0)
+			ro := c.Bool("read-only")
+			ctx, cancel := context.WithCancel(c.Context)
+			defer cancel()
+
+			a, err := assemble(ctx, cfg, ro, log)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			if !ro {
+				if n, err := a.store.CleanSpool(); err != nil {
+					return err
+				} else if n > 0 {
+					log.Info("removed spool files of writes never closed before a crash", "op", "mount", "count", n)
+				}
+			}
+			if a.s3 != nil && !ro {
+				go func() {
+					if n, err := a.s3.AbortIncompleteUploads(ctx, time.Now()); err != nil {
+						log.Warn("could not clean up incomplete uploads", "op", "abort-uploads", "err", err)
+					} else if n > 0 {
+						log.Info("aborted incomplete uploads left by a crash", "op", "abort-uploads", "count", n)
+					}
+				}()
+			}
+			ctl, err := control.Serve(control.SocketPath(cfg.Storage.Hot.Path), a.api(mnt), log)
+			if err != nil {
+				return err
+			}
+			defer ctl.Close()
+
+			srv, err := fs.Mount(mnt, fsStore{a.store}, fs.Options{
+				ReadOnly:   ro,
+				AllowOther: c.Bool("allow-other"),
+				Debug:      c.Bool("debug-fuse"),
+				Logger:     log,
+			})
+			if err != nil {
+				return err
+			}
+			go a.store.Run(ctx)
+			log.Info("mounted", "mountpoint", mnt, "config", cfg.Source, "read_only", ro)
+
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			go func() {
+				sig, ok := <-sigs
+				if !ok {
+					return
+				}
+				log.Info("unmounting", "signal", sig.String(), "grace", c.Duration("grace"))
+				if err := srv.Shutdown(c.Duration("grace")); err != nil {
+					log.Error("unmount failed", "err", err)
+					fmt.Fprintf(c.App.ErrWriter, "scribefs: unmount %s: %v\n", mnt, err)
+				}
+			}()
+			srv.Wait()
+			log.Info("unmounted", "mountpoint", mnt)
+			return nil
+		},
+	}
+}

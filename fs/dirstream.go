@@ -1,0 +1,260 @@
+package fs
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/scribefs/scribefs/segment"
+)
+
+// listBuffer is how many listed segments may wait between Store.List and the
+// kernel reading the directory. It bounds memory however many segments there
+// are; the price is that Store.List's callback blocks while a reader of the
+// directory (ls, rsync) is slower than the listing.
+const listBuffer = 256
+
+// segmentStream lists the segments directory lazily: first the temporary
+// files (a snapshot, they are few), then the segments in id order as
+// Store.List streams them from a goroutine, with files that exist only as
+// drafts so far (created, not yet closed) merged in at their place.
+//
+// Entry offsets are positions in that sequence, so seeking (rewinddir,
+// telldir/seekdir) restarts the listing and skips forward.
+type segmentStream struct {
+	d      *segmentsDir
+	temps  []fuse.DirEntry
+	staged []segment.ID // ids with a draft, ascending
+
+	cancel   context.CancelFunc
+	items    <-chan listItem
+	pending  *segment.Info // received from the store, not yet merged
+	listDone bool
+	err      syscall.Errno
+
+	next *listed // lookahead filled by HasNext
+	off  uint64  // entries returned so far
+	last listed  // the entry returned last, for readdirplus lookups
+}
+
+type listItem struct {
+	info segment.Info
+	err  error
+}
+
+// listed is one directory entry, with the Info it was listed with if it came
+// from Store.List.
+type listed struct {
+	entry   fuse.DirEntry
+	info    segment.Info
+	hasInfo bool
+}
+
+var _ = (gofs.DirStream)((*segmentStream)(nil))
+
+func (d *segmentsDir) newStream() *segmentStream {
+	s := &segmentStream{d: d}
+	d.mu.Lock()
+	for name, dr := range d.temps {
+		s.temps = append(s.temps, fuse.DirEntry{Name: name, Ino: dr.ino, Mode: syscall.S_IFREG})
+	}
+	for id := range d.drafts {
+		s.staged = append(s.staged, id)
+	}
+	d.mu.Unlock()
+	slices.SortFunc(s.temps, func(a, b fuse.DirEntry) int { return strings.Compare(a.Name, b.Name) })
+	slices.Sort(s.staged)
+	return s
+}
+
+// start runs Store.List in a goroutine feeding a small channel. It stops when
+// the stream is closed or the file system is unmounted.
+func (s *segmentStream) start() {
+	ctx, cancel := context.WithCancel(s.d.fsys.ctx)
+	items := make(chan listItem, listBuffer)
+	s.cancel, s.items = cancel, items
+	store := s.d.fsys.store
+	go func() {
+		defer close(items)
+		err := store.List(ctx, func(info segment.Info) error {
+			select {
+			case items <- listItem{info: info}:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		if err != nil && ctx.Err() == nil {
+			select {
+			case items <- listItem{err: err}:
+			case <-ctx.Done():
+			}
+		}
+	}()
+}
+
+func segmentEntry(id segment.ID) fuse.DirEntry {
+	ino, _ := segmentIno(id)
+	return fuse.DirEntry{Name: id.String(), Ino: ino, Mode: syscall.S_IFREG}
+}
+
+// fill makes s.next the next entry, if there is one.
+func (s *segmentStream) fill() {
+	if s.next != nil || s.err != 0 {
+		return
+	}
+	if len(s.temps) > 0 {
+		s.next = &listed{entry: s.temps[0]}
+		s.temps = s.temps[1:]
+		return
+	}
+	if s.items == nil && !s.listDone {
+		s.start()
+	}
+	if s.pending == nil && !s.listDone {
+		it, ok := <-s.items
+		switch {
+		case !ok:
+			s.listDone = true
+		case it.err != nil:
+			s.listDone = true
+			s.err = s.d.fsys.fail("readdir", "", it.err)
+			return
+		default:
+			s.pending = &it.info
+		}
+	}
+	if len(s.staged) > 0 && s.pending != nil && s.staged[0] == s.pending.ID {
+		s.staged = s.staged[1:] // listed by the store too
+	}
+	if len(s.staged) > 0 && (s.pending == nil || s.staged[0] < s.pending.ID) {
+		s.next = &listed{entry: segmentEntry(s.staged[0])}
+		s.staged = s.staged[1:]
+		return
+	}
+	if s.pending != nil {
+		s.next = &listed{entry: segmentEntry(s.pending.ID), info: *s.pending, hasInfo: true}
+		s.pending = nil
+	}
+}
+
+// HasNext waits for the store when the buffer is empty.
+func (s *segmentStream) HasNext() bool {
+	s.fill()
+	return s.next != nil || s.err != 0
+}
+
+func (s *segmentStream) Next() (fuse.DirEntry, syscall.Errno) {
+	s.fill()
+	if s.next == nil {
+		if errno := s.err; errno != 0 {
+			return fuse.DirEntry{}, errno
+		}
+		return fuse.DirEntry{}, syscall.EIO // HasNext said there is none
+	}
+	s.last, s.next = *s.next, nil
+	s.off++
+	s.last.entry.Off = s.off
+	return s.last.entry, 0
+}
+
+func (s *segmentStream) Close() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+}
+
+// seek repositions the stream at offset off: off entries from the start.
+func (s *segmentStream) seek(off uint64) syscall.Errno {
+	if off == s.off && s.err == 0 {
+		return 0
+	}
+	s.Close()
+	*s = *s.d.newStream()
+	for s.off < off && s.HasNext() {
+		if _, errno := s.Next(); errno != 0 {
+			return errno
+		}
+	}
+	return 0
+}
+
+var _ = (gofs.NodeReaddirer)((*segmentsDir)(nil))
+
+// Readdir lists the directory as a lazy stream; it is what every directory
+// handle (OpendirHandle) reads from.
+func (d *segmentsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	return d.newStream(), 0
+}
+
+var _ = (gofs.NodeOpendirHandler)((*segmentsDir)(nil))
+
+// OpendirHandle gives each open directory its own handle over a stream, so
+// that readdirplus can describe each entry with the Info Store.List already
+// returned instead of asking Store.Stat again (FileLookuper).
+func (d *segmentsDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return &dirHandle{d: d}, 0, 0
+}
+
+// dirHandle is an open segments directory. go-fuse serialises the calls on
+// one handle.
+type dirHandle struct {
+	d *segmentsDir
+	s *segmentStream
+}
+
+func (h *dirHandle) stream(ctx context.Context) *segmentStream {
+	if h.s == nil {
+		ds, _ := h.d.Readdir(ctx)
+		h.s = ds.(*segmentStream)
+	}
+	return h.s
+}
+
+var _ = (gofs.FileReaddirenter)((*dirHandle)(nil))
+
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	s := h.stream(ctx)
+	if !s.HasNext() {
+		return nil, 0
+	}
+	e, errno := s.Next()
+	if errno != 0 {
+		return nil, errno
+	}
+	return &e, 0
+}
+
+var _ = (gofs.FileLookuper)((*dirHandle)(nil))
+
+// Lookup describes the entry just listed for readdirplus.
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if h.s == nil || !h.s.last.hasInfo || h.s.last.entry.Name != name || h.d.draftOf(name) != nil {
+		return h.d.Lookup(ctx, name, out)
+	}
+	info := h.s.last.info
+	h.d.fsys.fileAttr(&out.Attr, info.Size, info.ModTime, 1)
+	ch := h.d.child(ctx, name)
+	if ch == nil {
+		return nil, syscall.ENOENT
+	}
+	return ch, 0
+}
+
+var _ = (gofs.FileSeekdirer)((*dirHandle)(nil))
+
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	return h.stream(ctx).seek(off)
+}
+
+var _ = (gofs.FileReleasedirer)((*dirHandle)(nil))
+
+func (h *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {
+	if h.s != nil {
+		h.s.Close()
+	}
+}

@@ -1,0 +1,340 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/scribefs/scribefs/segment"
+)
+
+// errDraftClosed is returned by a draft used after it was discarded (at
+// unmount); it becomes EIO.
+var errDraftClosed = errors.New("staged file discarded")
+
+// A draft is the staged next version of one file. Every handle that has a
+// file open for writing shares its draft, so `cat >>` from two shells or a
+// `dd conv=notrunc` next to a reader behave as on a local disk; read-only
+// opens made while a draft exists read it too (read-your-writes within the
+// mount).
+//
+// The bytes live in a spool file created (and immediately unlinked) under
+// Store.SpoolDir, never in memory. A draft opened on an existing segment
+// starts from that segment's pinned version (base) and copies it into the
+// spool only on the first change, so opening for append and closing without
+// writing costs nothing. Temporary dot-files are drafts that are never
+// published on their own: they are published by renaming them onto an id.
+//
+// Locks: segmentsDir.mu guards name, refs and ino. publishMu serialises
+// publishing and is taken before mu. Store.Put runs under mu.RLock, so reads
+// continue while a version is published and writes wait for it to finish:
+// the published bytes are exactly the draft at one moment.
+type draft struct {
+	// Guarded by segmentsDir.mu.
+	name string // the name the draft is bound to; "" once unlinked or replaced
+	refs int    // open handles using the draft
+	ino  uint64 // inode number, temp files only
+
+	publishMu sync.Mutex
+
+	mu       sync.RWMutex
+	spoolDir string
+	spool    *os.File // nil until the contents are non-empty
+	base     Reader   // pinned version the draft started from, until loaded
+	loaded   bool     // the contents are the spool's (base has been copied or dropped)
+	size     int64
+	seq      uint64 // number of changes so far
+	pubSeq   uint64 // changes covered by the last successful publish
+	mtime    time.Time
+	explicit bool  // mtime was set by setattr rather than by a write
+	err      error // first failed write: the draft is then never published
+	closed   bool
+}
+
+// newDraft starts a draft from base, the pinned current version of an
+// existing segment, or from nothing when base is nil (a new file). A new file
+// is dirty from the start, so that creating it and closing it publishes an
+// empty segment, as `touch` expects.
+func newDraft(spoolDir string, base Reader) *draft {
+	dr := &draft{spoolDir: spoolDir}
+	if base == nil {
+		dr.loaded = true
+		dr.mtime = time.Now()
+		dr.seq = 1
+		return dr
+	}
+	info := base.Info()
+	dr.base, dr.size, dr.mtime = base, info.Size, info.ModTime
+	return dr
+}
+
+// dirty reports whether the draft has changes that are not published.
+func (dr *draft) dirty() bool {
+	dr.mu.RLock()
+	defer dr.mu.RUnlock()
+	return dr.seq > dr.pubSeq
+}
+
+// attr returns the size and mtime the draft presents.
+func (dr *draft) attr() (size int64, mtime time.Time) {
+	dr.mu.RLock()
+	defer dr.mu.RUnlock()
+	return dr.size, dr.mtime
+}
+
+// readAt reads the draft's current contents.
+func (dr *draft) readAt(p []byte, off int64) (int, error) {
+	dr.mu.RLock()
+	defer dr.mu.RUnlock()
+	if dr.closed {
+		return 0, errDraftClosed
+	}
+	if off >= dr.size {
+		return 0, io.EOF
+	}
+	if rest := dr.size - off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	var n int
+	var err error
+	switch {
+	case !dr.loaded:
+		n, err = dr.base.ReadAt(p, off)
+	case dr.spool == nil:
+		clear(p) // cannot happen: a non-empty loaded draft has a spool
+		n = len(p)
+	default:
+		n, err = dr.spool.ReadAt(p, off)
+	}
+	if err == io.EOF && n == len(p) {
+		err = nil
+	}
+	return n, err
+}
+
+// writeAt writes p at off and returns the change's sequence number. A write
+// that would make the file larger than limit fails with EFBIG. Any failed
+// write poisons the draft: the application was told that its data did not
+// get in, so the file is never published from this draft.
+func (dr *draft) writeAt(p []byte, off, limit int64) (uint64, error) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.closed {
+		return 0, errDraftClosed
+	}
+	if dr.err != nil {
+		return 0, dr.err
+	}
+	end := off + int64(len(p))
+	if off < 0 || end < off {
+		return 0, syscall.EINVAL
+	}
+	if end > limit {
+		dr.err = fmt.Errorf("write to %d bytes, over the %d-byte segment limit: %w", end, limit, syscall.EFBIG)
+		return 0, dr.err
+	}
+	if err := dr.loadLocked(-1); err != nil {
+		dr.err = err
+		return 0, err
+	}
+	if err := dr.ensureSpoolLocked(); err != nil {
+		dr.err = err
+		return 0, err
+	}
+	if _, err := dr.spool.WriteAt(p, off); err != nil {
+		dr.err = fmt.Errorf("spool: %w", err)
+		return 0, dr.err
+	}
+	dr.size = max(dr.size, end)
+	dr.touchLocked()
+	return dr.seq, nil
+}
+
+// truncate sets the size; growing fills with zeros (sparsely in the spool).
+func (dr *draft) truncate(size, limit int64) (uint64, error) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.closed {
+		return 0, errDraftClosed
+	}
+	if dr.err != nil {
+		return 0, dr.err
+	}
+	if size < 0 {
+		return 0, syscall.EINVAL
+	}
+	if size > limit {
+		return 0, fmt.Errorf("truncate to %d bytes, over the %d-byte segment limit: %w", size, limit, syscall.EFBIG)
+	}
+	if err := dr.loadLocked(size); err != nil {
+		dr.err = err
+		return 0, err
+	}
+	if size > 0 {
+		if err := dr.ensureSpoolLocked(); err != nil {
+			dr.err = err
+			return 0, err
+		}
+	}
+	if dr.spool != nil {
+		if err := dr.spool.Truncate(size); err != nil {
+			dr.err = fmt.Errorf("spool: %w", err)
+			return 0, dr.err
+		}
+	}
+	dr.size = size
+	dr.touchLocked()
+	return dr.seq, nil
+}
+
+// setMtime remembers an mtime to publish with (explicit) or records that the
+// file was touched now.
+func (dr *draft) setMtime(t time.Time, explicit bool) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	dr.mtime, dr.explicit = t, explicit
+}
+
+func (dr *draft) touchLocked() {
+	dr.seq++
+	dr.mtime, dr.explicit = time.Now(), false
+}
+
+// loadLocked copies the base version into the spool, or only its first
+// limit bytes when limit >= 0 (a truncation makes the rest irrelevant).
+func (dr *draft) loadLocked(limit int64) error {
+	if dr.loaded {
+		return nil
+	}
+	n := dr.size
+	if limit >= 0 && limit < n {
+		n = limit
+	}
+	if n > 0 {
+		if err := dr.ensureSpoolLocked(); err != nil {
+			return err
+		}
+		copied, err := io.Copy(io.NewOffsetWriter(dr.spool, 0), io.NewSectionReader(dr.base, 0, n))
+		if err == nil && copied != n {
+			err = fmt.Errorf("copied %d of %d bytes: %w", copied, n, io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			// Leave the draft as it was: the spool is rewritten from
+			// offset 0 on the next attempt.
+			return fmt.Errorf("copy segment into spool: %w", err)
+		}
+	}
+	dr.base.Close()
+	dr.base, dr.loaded, dr.size = nil, true, n
+	return nil
+}
+
+func (dr *draft) ensureSpoolLocked() error {
+	if dr.spool != nil {
+		return nil
+	}
+	f, err := os.CreateTemp(dr.spoolDir, ".scribefs-spool-*")
+	if err != nil {
+		return fmt.Errorf("create spool file: %w", err)
+	}
+	// Unlinked at once: the spool disappears with the last descriptor, even
+	// if the process is killed.
+	os.Remove(f.Name())
+	dr.spool = f
+	return nil
+}
+
+// publish stores the draft as segment id. Unless force is set it does so only
+// when the draft has unpublished changes. A temp file keeps its own mtime
+// (keepMtime); a segment gets the mtime set by setattr, if any, else now.
+func (dr *draft) publish(ctx context.Context, store Store, id segment.ID, force, keepMtime bool) error {
+	dr.publishMu.Lock()
+	defer dr.publishMu.Unlock()
+
+	dr.mu.RLock()
+	if dr.closed {
+		dr.mu.RUnlock()
+		return errDraftClosed
+	}
+	if dr.err != nil {
+		dr.mu.RUnlock()
+		return dr.err
+	}
+	seq := dr.seq
+	if !force && seq == dr.pubSeq {
+		dr.mu.RUnlock()
+		return nil
+	}
+	mtime := dr.mtime
+	if !dr.explicit && !keepMtime {
+		mtime = time.Now()
+	}
+	var r io.Reader
+	switch {
+	case !dr.loaded:
+		r = io.NewSectionReader(dr.base, 0, dr.size)
+	case dr.spool == nil:
+		r = strings.NewReader("")
+	default:
+		r = io.NewSectionReader(dr.spool, 0, dr.size)
+	}
+	_, err := store.Put(ctx, id, r, dr.size, mtime)
+	dr.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	dr.mu.Lock()
+	if seq > dr.pubSeq {
+		dr.pubSeq = seq
+	}
+	if !dr.explicit {
+		dr.mtime = mtime
+	}
+	dr.mu.Unlock()
+	return nil
+}
+
+// markPublished records that the current contents are stored (after a rename
+// published them).
+func (dr *draft) markPublished() {
+	dr.mu.Lock()
+	dr.pubSeq = dr.seq
+	dr.mu.Unlock()
+}
+
+// ensureLoaded copies the base version into the spool (renaming a segment to
+// a temp name detaches the draft from the stored version).
+func (dr *draft) ensureLoaded() error {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.closed {
+		return errDraftClosed
+	}
+	return dr.loadLocked(-1)
+}
+
+// close releases the spool and the pinned base. Idempotent.
+func (dr *draft) close() {
+	dr.publishMu.Lock() // wait for a publish in progress
+	defer dr.publishMu.Unlock()
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.closed {
+		return
+	}
+	dr.closed = true
+	if dr.spool != nil {
+		dr.spool.Close()
+		dr.spool = nil
+	}
+	if dr.base != nil {
+		dr.base.Close()
+		dr.base = nil
+	}
+}

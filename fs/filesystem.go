@@ -1,0 +1,244 @@
+package fs
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+const (
+	// fileMode is the permission of every segment and temp file. chmod is
+	// accepted and ignored (rsync -a, tar -x and cp -p chmod every file), so
+	// a fixed, ordinary mode is shown; 0644 lets other users read when the
+	// mount allows them in (Options.AllowOther).
+	fileMode = 0o644
+	// dirMode is the initial permission of both directories; chmod on them
+	// is remembered for the life of the mount.
+	dirMode = 0o755
+
+	// statfsBlock is the block size reported by statfs and used for st_blocks.
+	statfsBlock = 4096
+	// ioBlock is st_blksize, the I/O size tools such as cp and cat pick for
+	// their buffers. It matches MaxWrite, so one write(2) of that size is
+	// one FUSE WRITE rather than eight.
+	ioBlock = 1 << 20
+	// unknownCapacity is reported by statfs when the store cannot say (a
+	// total of 0): df shows a large, non-zero free space rather than a full
+	// disk, which would make rsync and cp refuse to write.
+	unknownCapacity = 1 << 50
+)
+
+// filesystem is the state shared by all nodes of one mount.
+type filesystem struct {
+	store    Store
+	log      *slog.Logger
+	readOnly bool
+	uid, gid uint32
+
+	segments *segmentsDir
+
+	// ctx ends when serving ends; directory listings run under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	closing atomic.Bool // Shutdown started: new opens fail with ESHUTDOWN
+	discard atomic.Bool // Shutdown's grace is over: unpublished writes are dropped
+
+	mu      sync.Mutex
+	handles map[*openFile]struct{} // every open file handle, for cleanup
+	writers int                    // handles open for writing
+}
+
+func newFilesystem(store Store, opts Options, log *slog.Logger) *filesystem {
+	ctx, cancel := context.WithCancel(context.Background())
+	fsys := &filesystem{
+		store:    store,
+		log:      log,
+		readOnly: opts.ReadOnly,
+		uid:      uint32(os.Getuid()),
+		gid:      uint32(os.Getgid()),
+		ctx:      ctx,
+		cancel:   cancel,
+		handles:  make(map[*openFile]struct{}),
+	}
+	fsys.segments = newSegmentsDir(fsys)
+	return fsys
+}
+
+// openFile is a file handle: either a pinned version of a segment, read-only,
+// or a share of the file's draft.
+type openFile struct {
+	node   *fileNode
+	reader Reader // pinned version; nil when the handle uses a draft
+	draft  *draft
+	write  bool
+	// wroteSeq is the draft change this handle made last: the handle is
+	// dirty while the draft has not published that change. Guarded by
+	// draft.mu.
+	wroteSeq uint64
+}
+
+// dirty reports whether this handle changed the draft since it was last
+// published.
+func (h *openFile) dirty() bool {
+	if h.draft == nil || !h.write {
+		return false
+	}
+	h.draft.mu.RLock()
+	defer h.draft.mu.RUnlock()
+	return h.wroteSeq > h.draft.pubSeq
+}
+
+// wrote records a change this handle made.
+func (h *openFile) wrote(seq uint64) {
+	h.draft.mu.Lock()
+	h.wroteSeq = max(h.wroteSeq, seq)
+	h.draft.mu.Unlock()
+}
+
+func (fsys *filesystem) addHandle(h *openFile) {
+	fsys.mu.Lock()
+	defer fsys.mu.Unlock()
+	fsys.handles[h] = struct{}{}
+	if h.write {
+		fsys.writers++
+	}
+}
+
+func (fsys *filesystem) hasHandle(h *openFile) bool {
+	fsys.mu.Lock()
+	defer fsys.mu.Unlock()
+	_, ok := fsys.handles[h]
+	return ok
+}
+
+// removeHandle forgets h and reports whether it was still registered
+// (cleanup at unmount may have closed it already).
+func (fsys *filesystem) removeHandle(h *openFile) bool {
+	fsys.mu.Lock()
+	defer fsys.mu.Unlock()
+	if _, ok := fsys.handles[h]; !ok {
+		return false
+	}
+	delete(fsys.handles, h)
+	if h.write {
+		fsys.writers--
+	}
+	return true
+}
+
+func (fsys *filesystem) openWriters() int {
+	fsys.mu.Lock()
+	defer fsys.mu.Unlock()
+	return fsys.writers
+}
+
+// cleanup runs once serving has ended: the kernel will send no RELEASE for
+// handles still open, so their pinned versions and spools are closed here.
+func (fsys *filesystem) cleanup() {
+	fsys.cancel()
+	fsys.mu.Lock()
+	handles := fsys.handles
+	fsys.handles = make(map[*openFile]struct{})
+	fsys.writers = 0
+	fsys.mu.Unlock()
+	for h := range handles {
+		if h.reader != nil {
+			h.reader.Close()
+		}
+	}
+	fsys.segments.closeAll()
+}
+
+// fileAttr describes a regular file.
+func (fsys *filesystem) fileAttr(out *fuse.Attr, size int64, mtime time.Time, nlink uint32) {
+	out.Mode = syscall.S_IFREG | fileMode
+	out.Size = uint64(size)
+	out.Blocks = (uint64(size) + 511) / 512
+	out.Blksize = ioBlock
+	out.Nlink = nlink
+	out.Owner = fuse.Owner{Uid: fsys.uid, Gid: fsys.gid}
+	// Atime is not tracked; ctime follows mtime.
+	out.SetTimes(&mtime, &mtime, &mtime)
+}
+
+// dirAttr describes one of the two directories.
+func (fsys *filesystem) dirAttr(out *fuse.Attr, st *dirState) {
+	mode, mtime := st.get()
+	out.Mode = syscall.S_IFDIR | mode
+	out.Nlink = 2
+	out.Size = statfsBlock
+	out.Blocks = statfsBlock / 512
+	out.Blksize = statfsBlock
+	out.Owner = fuse.Owner{Uid: fsys.uid, Gid: fsys.gid}
+	out.SetTimes(&mtime, &mtime, &mtime)
+}
+
+// statfs reports the store's capacity so that df shows real numbers. Free
+// space is never reported as zero: copying tools refuse to start on a full
+// file system, and a store that cannot tell (total 0) is not full.
+func (fsys *filesystem) statfs(out *fuse.StatfsOut) syscall.Errno {
+	total, free, err := fsys.store.Space()
+	if err != nil {
+		fsys.fail("statfs", "", err)
+		total, free = 0, 0
+	}
+	if total == 0 {
+		total, free = unknownCapacity, unknownCapacity
+	}
+	if free > total {
+		total = free
+	}
+	*out = fuse.StatfsOut{
+		Blocks:  total / statfsBlock,
+		Bfree:   max(free/statfsBlock, 1),
+		Bavail:  max(free/statfsBlock, 1),
+		Files:   1 << 32,
+		Ffree:   1 << 32,
+		Bsize:   statfsBlock,
+		Frsize:  statfsBlock,
+		NameLen: 255,
+	}
+	return 0
+}
+
+// dirState is what a directory remembers about itself for the life of the
+// mount: chmod and utimes on the directories are accepted (rsync -a and tar
+// set them on the destination) and shown back, so a second rsync finds
+// nothing to do; they are not stored.
+type dirState struct {
+	mu    sync.Mutex
+	mode  uint32
+	mtime time.Time
+}
+
+func (st *dirState) get() (uint32, time.Time) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.mode, st.mtime
+}
+
+// setattr applies a chmod or utimes; everything else is ignored.
+func (st *dirState) setattr(in *fuse.SetAttrIn) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if mode, ok := in.GetMode(); ok {
+		st.mode = mode & 0o7777
+	}
+	if mtime, ok := in.GetMTime(); ok {
+		st.mtime = mtime
+	}
+}
+
+// modified records that an entry was added or removed.
+func (st *dirState) modified() {
+	st.mu.Lock()
+	st.mtime = time.Now()
+	st.mu.Unlock()
+}

@@ -1,0 +1,121 @@
+// Package control is how the command line reaches a store: directly when no
+// mount is running, or through the running mount process over a unix socket
+// beside the hot-tier file (bbolt's file lock admits one process, so a second
+// process must never open the file while a mount holds it).
+//
+// API is the one set of operations both paths offer. Local adapts a
+// tier.Store; Client speaks to a Server over the socket. The socket is
+// created mode 0600 and the server also checks each caller's uid through
+// the peer credentials, so it opens no door that a private mount keeps shut.
+package control
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/scribefs/scribefs/segment"
+	"github.com/scribefs/scribefs/segment/tier"
+)
+
+// API is what the command line does with a store.
+type API interface {
+	Stat(ctx context.Context, id segment.ID) (segment.Info, error)
+	List(ctx context.Context, fn func(segment.Info) error) error
+	// Get writes the whole segment to w.
+	Get(ctx context.Context, id segment.ID, w io.Writer) error
+	Put(ctx context.Context, id segment.ID, r io.Reader, size int64, mtime time.Time) (segment.Info, error)
+	Delete(ctx context.Context, id segment.ID) error
+	Archive(ctx context.Context, id segment.ID) error
+	// HotSegments lists what `archive --all` would move.
+	HotSegments(ctx context.Context) ([]segment.Info, error)
+	Health(ctx context.Context) error
+	Status(ctx context.Context) (Status, error)
+	Close() error
+}
+
+// Status summarises a store for `scribefs status`.
+type Status struct {
+	Mounted     bool   `json:"mounted"`
+	Mountpoint  string `json:"mountpoint,omitempty"`
+	HotPath     string `json:"hot_path"`
+	HotBytes    int64  `json:"hot_bytes"`
+	HotMaxBytes int64  `json:"hot_max_bytes"`
+	HotCount    int    `json:"hot_segments"`
+	ColdTier    string `json:"cold_tier"`
+	CacheBytes  int64  `json:"cache_bytes"`
+	CacheMax    int64  `json:"cache_max_bytes"`
+	CacheHits   int64  `json:"cache_hits"`
+	CacheMisses int64  `json:"cache_misses"`
+	Archived    int64  `json:"archived"`
+	ArchiveErrs int64  `json:"archive_errors"`
+	ChecksumErr int64  `json:"checksum_errors"`
+}
+
+// Local runs the API on a store opened in this process.
+type Local struct {
+	Store *tier.Store
+	// Describe fills in what the store itself does not know.
+	Describe func(*Status)
+	// OnClose releases the store's backends.
+	OnClose func() error
+}
+
+var _ API = (*Local)(nil)
+
+func (l *Local) Stat(ctx context.Context, id segment.ID) (segment.Info, error) {
+	return l.Store.Stat(ctx, id)
+}
+
+func (l *Local) List(ctx context.Context, fn func(segment.Info) error) error {
+	return l.Store.List(ctx, fn)
+}
+
+func (l *Local) Get(ctx context.Context, id segment.ID, w io.Writer) error {
+	r, err := l.Store.Open(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	buf := make([]byte, 4<<20)
+	_, err = io.CopyBuffer(w, io.NewSectionReader(r, 0, r.Info().Size), buf)
+	return err
+}
+
+func (l *Local) Put(ctx context.Context, id segment.ID, r io.Reader, size int64, mtime time.Time) (segment.Info, error) {
+	return l.Store.Put(ctx, id, r, size, mtime)
+}
+
+func (l *Local) Delete(ctx context.Context, id segment.ID) error { return l.Store.Delete(ctx, id) }
+
+func (l *Local) Archive(ctx context.Context, id segment.ID) error { return l.Store.Archive(ctx, id) }
+
+func (l *Local) HotSegments(ctx context.Context) ([]segment.Info, error) {
+	return l.Store.HotSegments(ctx)
+}
+
+func (l *Local) Health(ctx context.Context) error { return l.Store.Health(ctx) }
+
+func (l *Local) Status(ctx context.Context) (Status, error) {
+	cs := l.Store.CacheStats()
+	c := l.Store.Counters()
+	st := Status{
+		HotBytes: l.Store.HotUsage(), CacheBytes: cs.Bytes, CacheMax: cs.MaxBytes,
+		CacheHits: cs.Hits, CacheMisses: cs.Misses, Archived: c.Archived.Load(),
+		ArchiveErrs: c.ArchiveErrors.Load(), ChecksumErr: c.ChecksumErrors.Load(), ColdTier: "none",
+	}
+	if hot, err := l.Store.HotSegments(ctx); err == nil {
+		st.HotCount = len(hot)
+	}
+	if l.Describe != nil {
+		l.Describe(&st)
+	}
+	return st, nil
+}
+
+func (l *Local) Close() error {
+	if l.OnClose != nil {
+		return l.OnClose()
+	}
+	return nil
+}

@@ -1,0 +1,246 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/cache"
+	"github.com/scribefs/scribefs/segment"
+)
+
+// Reader reads one pinned version of a segment (fs.Reader).
+type Reader struct {
+	s       *Store
+	info    segment.Info
+	release func() // unpins a hot version
+
+	// mu guards the sequential-read detector.
+	mu      sync.Mutex
+	nextOff int64 // where the next sequential read would start
+	window  int64 // current readahead, grows while reads stay sequential
+}
+
+// Open pins the current version of a segment for reading.
+func (s *Store) Open(ctx context.Context, id segment.ID) (*Reader, error) {
+	for attempt := 0; ; attempt++ {
+		info, err := s.hot.Stat(ctx, id)
+		if err == nil {
+			release, err := s.hot.Pin(id, info.Version)
+			if errors.Is(err, backend.ErrStale) || errors.Is(err, backend.ErrNotFound) {
+				if attempt < 3 {
+					continue // overwritten or archived between stat and pin
+				}
+			}
+			if err != nil {
+				return nil, err
+			}
+			return &Reader{s: s, info: info, release: release}, nil
+		}
+		if !errors.Is(err, backend.ErrNotFound) {
+			return nil, err
+		}
+		info, err = s.coldStat(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if info.Sums == nil && info.Size > 0 {
+			info = s.fillColdSums(ctx, info)
+		}
+		return &Reader{s: s, info: info}, nil
+	}
+}
+
+// fillColdSums asks S3 once for the checksums a listing does not carry
+// (scribefs records them in object metadata) and keeps them in the index.
+func (s *Store) fillColdSums(ctx context.Context, info segment.Info) segment.Info {
+	full, err := s.cold.Stat(ctx, info.ID)
+	if err != nil || full.Version != info.Version || full.Sums == nil {
+		return info
+	}
+	info.Sums = full.Sums
+	if len(full.Sums.Blocks) == 0 {
+		info.Sums = nil // only a whole-object sum: cannot check ranges
+		return info
+	}
+	s.index.Put(info)
+	return info
+}
+
+// Info describes the pinned version.
+func (r *Reader) Info() segment.Info { return r.info }
+
+// Close releases the pin.
+func (r *Reader) Close() error {
+	if r.release != nil {
+		r.release()
+	}
+	return nil
+}
+
+// ReadAt implements io.ReaderAt over the pinned version.
+func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
+	if off >= r.info.Size {
+		return 0, io.EOF
+	}
+	if r.info.Tier == segment.TierHot {
+		return r.s.hot.ReadAt(r.info.Version, p, off)
+	}
+	return r.readCold(p, off)
+}
+
+func (r *Reader) readCold(p []byte, off int64) (int, error) {
+	ctx := context.Background()
+	size := r.info.Size
+	want := min(int64(len(p)), size-off)
+	r.readAhead(off, want)
+	n := 0
+	for int64(n) < want {
+		pos := off + int64(n)
+		blk := pos / segment.BlockSize
+		data, err := r.s.coldBlock(ctx, r.info, blk)
+		if err != nil {
+			return n, err
+		}
+		in := pos - blk*segment.BlockSize
+		if in >= int64(len(data)) {
+			return n, fmt.Errorf("read segment %d: block %d short (%d bytes): %w", r.info.ID, blk, len(data), backend.ErrUnavailable)
+		}
+		n += copy(p[n:want], data[in:])
+	}
+	if int64(n) < int64(len(p)) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readAhead detects sequential reading and prefetches the blocks ahead of
+// it, the window doubling up to Config.ReadAhead while reads stay
+// sequential.
+func (r *Reader) readAhead(off, n int64) {
+	r.mu.Lock()
+	sequential := off == r.nextOff
+	r.nextOff = off + n
+	if !sequential {
+		r.window = 0
+		r.mu.Unlock()
+		return
+	}
+	if r.window == 0 {
+		r.window = 4 * segment.BlockSize
+	} else if r.window < r.s.cfg.ReadAhead {
+		r.window = min(2*r.window, r.s.cfg.ReadAhead)
+	}
+	window := r.window
+	r.mu.Unlock()
+	first := (off + n) / segment.BlockSize
+	last := min((off+n+window-1)/segment.BlockSize, (r.info.Size-1)/segment.BlockSize)
+	r.s.prefetch(r.info, first, last)
+}
+
+// coldBlock returns block blk of a cold version: from the cache, from a
+// prefetch in flight, or fetched now.
+func (s *Store) coldBlock(ctx context.Context, info segment.Info, blk int64) ([]byte, error) {
+	key := cache.Key{ID: info.ID, Version: info.Version, Block: blk}
+	if b, ok := s.cache.Peek(key); ok {
+		return b, nil
+	}
+	s.mu.Lock()
+	wait, busy := s.inflight[key]
+	s.mu.Unlock()
+	if busy {
+		<-wait
+		if b, ok := s.cache.Peek(key); ok {
+			return b, nil
+		}
+	}
+	return s.cache.Get(key, func() ([]byte, error) {
+		blocks, err := s.fetchSpan(ctx, info, blk, blk)
+		if err != nil {
+			return nil, err
+		}
+		return blocks[0], nil
+	})
+}
+
+// prefetch starts fetching the blocks in [first, last] that are neither
+// cached nor already in flight, in spans of Config.FetchSpan.
+func (s *Store) prefetch(info segment.Info, first, last int64) {
+	span := max(s.cfg.FetchSpan/segment.BlockSize, 1)
+	s.mu.Lock()
+	var runs [][2]int64
+	for b := first; b <= last; b++ {
+		key := cache.Key{ID: info.ID, Version: info.Version, Block: b}
+		if _, busy := s.inflight[key]; busy || s.cache.Contains(key) {
+			continue
+		}
+		if n := len(runs); n > 0 && runs[n-1][1] == b-1 && b-runs[n-1][0] < span {
+			runs[n-1][1] = b
+		} else {
+			runs = append(runs, [2]int64{b, b})
+		}
+		s.inflight[key] = make(chan struct{})
+	}
+	s.mu.Unlock()
+	for _, run := range runs {
+		go func(lo, hi int64) {
+			blocks, err := s.fetchSpan(context.Background(), info, lo, hi)
+			for b := lo; b <= hi; b++ {
+				key := cache.Key{ID: info.ID, Version: info.Version, Block: b}
+				if err == nil {
+					s.cache.Add(key, blocks[b-lo])
+				}
+				s.mu.Lock()
+				close(s.inflight[key])
+				delete(s.inflight, key)
+				s.mu.Unlock()
+			}
+			if err != nil {
+				s.log.Debug("prefetch failed", "segment", info.ID, "err", err)
+			}
+		}(run[0], run[1])
+	}
+}
+
+// fetchSpan GETs blocks [lo, hi] of a cold version in one ranged request
+// and checks each block against its recorded checksum before any byte of it
+// is used.
+func (s *Store) fetchSpan(ctx context.Context, info segment.Info, lo, hi int64) ([][]byte, error) {
+	s.fetchSem <- struct{}{}
+	defer func() { <-s.fetchSem }()
+	off := lo * segment.BlockSize
+	end := min((hi+1)*segment.BlockSize, info.Size)
+	r, err := s.cold.Get(ctx, info.ID, backend.GetOptions{Offset: off, Length: end - off, Version: info.Version})
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	blocks := make([][]byte, 0, hi-lo+1)
+	for b := lo; b <= hi; b++ {
+		n := min(segment.BlockSize, info.Size-b*segment.BlockSize)
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, fmt.Errorf("read segment %d at offset %d: %w", info.ID, b*segment.BlockSize, asTransient(err))
+		}
+		if err := info.Sums.VerifyBlock(b, buf); err != nil {
+			s.stats.ChecksumErrors.Add(1)
+			s.log.Error("cold data failed its checksum", "op", "read", "segment", info.ID, "offset", b*segment.BlockSize, "err", err)
+			return nil, fmt.Errorf("segment %d: %w", info.ID, err)
+		}
+		blocks = append(blocks, buf)
+	}
+	s.stats.ColdFetches.Add(1)
+	s.stats.ColdFetchBytes.Add(end - off)
+	return blocks, nil
+}
+
+// asTransient marks a short body as worth retrying.
+func asTransient(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
+	}
+	return err
+}

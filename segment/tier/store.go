@@ -1,0 +1,639 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/backend/local"
+	"github.com/scribefs/scribefs/cache"
+	"github.com/scribefs/scribefs/segment"
+)
+
+// Config holds the store's policy. Zero values take the documented defaults.
+type Config struct {
+	// MaxSegmentBytes bounds a segment's size (default 5 TiB).
+	MaxSegmentBytes int64
+	// HotMaxBytes is the hot tier's budget; above it the archiver moves the
+	// least recently written segments out first (default 10 GiB).
+	HotMaxBytes int64
+	// SpoolDir stages files open for writing (default: "spool" beside the
+	// hot-tier file).
+	SpoolDir string
+	// ArchiveAfter is how long after it was written a segment moves to the
+	// cold tier. WriteThrough makes Put return only once S3 holds it.
+	ArchiveAfter time.Duration
+	WriteThrough bool
+	// CheckInterval is how often the archiver looks for work (default 5m).
+	CheckInterval time.Duration
+	// Refresh is how often the index is reconciled with the bucket listing
+	// (default 60s).
+	Refresh time.Duration
+	// ReadAhead is the most cold bytes prefetched ahead of a sequential
+	// reader (default 32 MiB), in spans of FetchSpan (default 8 MiB) with at
+	// most FetchParallel spans in flight (default 4).
+	ReadAhead     int64
+	FetchSpan     int64
+	FetchParallel int
+	// ArchiveParallel bounds concurrent uploads of the archiver (default 4).
+	ArchiveParallel int
+	// ReadOnly refuses every change.
+	ReadOnly bool
+	// Health checks the cold tier with one attempt; nil when there is none.
+	Health func(ctx context.Context) error
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults(hotPath string) {
+	if c.MaxSegmentBytes == 0 {
+		c.MaxSegmentBytes = 5 << 40
+	}
+	if c.HotMaxBytes == 0 {
+		c.HotMaxBytes = 10 << 30
+	}
+	if c.SpoolDir == "" {
+		c.SpoolDir = filepath.Join(filepath.Dir(hotPath), "spool")
+	}
+	if c.CheckInterval == 0 {
+		c.CheckInterval = 5 * time.Minute
+	}
+	if c.Refresh == 0 {
+		c.Refresh = time.Minute
+	}
+	if c.ReadAhead == 0 {
+		c.ReadAhead = 32 << 20
+	}
+	if c.FetchSpan == 0 {
+		c.FetchSpan = 8 << 20
+	}
+	if c.FetchParallel == 0 {
+		c.FetchParallel = 4
+	}
+	if c.ArchiveParallel == 0 {
+		c.ArchiveParallel = 4
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Store is the tiered segment store. Safe for concurrent use.
+type Store struct {
+	hot   *local.Backend
+	index *local.Index
+	cold  backend.Backend // nil: hot tier only
+	cache *cache.Blocks
+	cfg   Config
+	log   *slog.Logger
+
+	// synced is set once the index has been reconciled with a full bucket
+	// listing; before that, cold lookups that miss the index ask S3.
+	synced atomic.Bool
+
+	fetchSem chan struct{} // bounds concurrent cold range GETs
+
+	// mu guards inflight: cold blocks being fetched by a prefetch.
+	mu       sync.Mutex
+	inflight map[cache.Key]chan struct{}
+
+	reconciling singleflight.Group
+
+	// archiving serialises archival per segment.
+	archiving sync.Map // segment.ID -> struct{}
+
+	stats Counters
+}
+
+// Counters are cumulative operation counts for status and metrics.
+type Counters struct {
+	ColdFetches, ColdFetchBytes, Archived, ArchiveErrors, ChecksumErrors atomic.Int64
+}
+
+// New assembles a store. cold may be nil. The caller keeps ownership of the
+// backends and closes them after the store.
+func New(hot *local.Backend, cold backend.Backend, blocks *cache.Blocks, cfg Config) (*Store, error) {
+	cfg.setDefaults(hot.Path())
+	if cold == nil {
+		cfg.WriteThrough = false
+	}
+	if !cfg.ReadOnly {
+		if err := os.MkdirAll(cfg.SpoolDir, 0o700); err != nil {
+			return nil, fmt.Errorf("spool dir %s: %w", cfg.SpoolDir, err)
+		}
+	}
+	if blocks == nil {
+		blocks = cache.New(0)
+	}
+	return &Store{
+		hot: hot, index: hot.Index(), cold: cold, cache: blocks, cfg: cfg, log: cfg.Logger,
+		fetchSem: make(chan struct{}, cfg.FetchParallel),
+		inflight: map[cache.Key]chan struct{}{},
+	}, nil
+}
+
+// HasCold reports whether a cold tier is configured.
+func (s *Store) HasCold() bool { return s.cold != nil }
+
+// MaxSegmentBytes implements fs.Store.
+func (s *Store) MaxSegmentBytes() int64 { return s.cfg.MaxSegmentBytes }
+
+// SpoolDir implements fs.Store.
+func (s *Store) SpoolDir() string { return s.cfg.SpoolDir }
+
+// CacheStats reports the block cache's counters.
+func (s *Store) CacheStats() cache.Stats { return s.cache.Stats() }
+
+// HotUsage is the bytes of segments in the hot tier.
+func (s *Store) HotUsage() int64 { return s.hot.Usage() }
+
+// Counters returns the store's cumulative counters.
+func (s *Store) Counters() *Counters { return &s.stats }
+
+// Space reports the hot tier disk's size and free bytes.
+func (s *Store) Space() (total, free uint64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(s.hot.Path()), &st); err != nil {
+		return 0, 0, err
+	}
+	return st.Blocks * uint64(st.Bsize), st.Bavail * uint64(st.Bsize), nil
+}
+
+// Health checks the cold tier (one attempt). With no cold tier it checks
+// nothing and succeeds.
+func (s *Store) Health(ctx context.Context) error {
+	if s.cfg.Health == nil {
+		return nil
+	}
+	return s.cfg.Health(ctx)
+}
+
+func (s *Store) writable(op string, id segment.ID) error {
+	if s.cfg.ReadOnly {
+		return fmt.Errorf("%s segment %d: %w", op, id, backend.ErrReadOnly)
+	}
+	return nil
+}
+
+// Stat describes a segment: the hot copy when there is one, else the cold.
+func (s *Store) Stat(ctx context.Context, id segment.ID) (segment.Info, error) {
+	info, err := s.hot.Stat(ctx, id)
+	if err == nil || !errors.Is(err, backend.ErrNotFound) {
+		return info, err
+	}
+	return s.coldStat(ctx, id)
+}
+
+// coldStat answers from the index, asking S3 only while the index has not
+// yet been reconciled with a full listing.
+func (s *Store) coldStat(ctx context.Context, id segment.ID) (segment.Info, error) {
+	notFound := fmt.Errorf("segment %d: %w", id, backend.ErrNotFound)
+	if s.cold == nil {
+		return segment.Info{}, notFound
+	}
+	info, ok, err := s.index.Get(id)
+	if err != nil {
+		return segment.Info{}, err
+	}
+	if ok {
+		return info, nil
+	}
+	if s.synced.Load() {
+		return segment.Info{}, notFound
+	}
+	if tomb, err := s.index.Tombstones(); err == nil {
+		if _, dead := tomb[id]; dead {
+			return segment.Info{}, notFound
+		}
+	}
+	info, err = s.cold.Stat(ctx, id)
+	if err != nil {
+		return segment.Info{}, err
+	}
+	s.index.Put(info)
+	return info, nil
+}
+
+// List calls fn for every segment of both tiers, ascending by id, a segment
+// in both tiers once (its hot copy). Neither tier is held in memory whole.
+func (s *Store) List(ctx context.Context, fn func(segment.Info) error) error {
+	hot := pull(func(yield func(segment.Info) error) error { return s.hot.List(ctx, yield) })
+	defer hot.stop()
+	if s.cold != nil && !s.synced.Load() {
+		// First listing of this process: learn the bucket now. If S3 is
+		// down, list what the index knows rather than fail.
+		if err := s.reconcileOnce(ctx); err != nil {
+			s.log.Warn("listing from the index: the bucket could not be listed", "op", "list", "err", err)
+		}
+	}
+	cold := pull(func(yield func(segment.Info) error) error {
+		if s.cold == nil {
+			return nil
+		}
+		return s.index.List(yield)
+	})
+	defer cold.stop()
+	h, hok := hot.next()
+	c, cok := cold.next()
+	for hok || cok {
+		var out segment.Info
+		switch {
+		case hok && (!cok || h.ID <= c.ID):
+			out = h
+			if cok && c.ID == h.ID {
+				c, cok = cold.next()
+			}
+			h, hok = hot.next()
+		default:
+			out = c
+			c, cok = cold.next()
+		}
+		if err := fn(out); err != nil {
+			return err
+		}
+	}
+	if err := hot.err(); err != nil {
+		return err
+	}
+	return cold.err()
+}
+
+// puller turns a callback listing into a pull iterator.
+type puller struct {
+	next func() (segment.Info, bool)
+	stop func()
+	e    error
+}
+
+var errStopList = errors.New("listing stopped")
+
+func pull(list func(yield func(segment.Info) error) error) *puller {
+	p := &puller{}
+	seq := func(yield func(segment.Info) bool) {
+		err := list(func(i segment.Info) error {
+			if !yield(i) {
+				return errStopList
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStopList) {
+			p.e = err
+		}
+	}
+	p.next, p.stop = iter.Pull(iter.Seq[segment.Info](seq))
+	return p
+}
+
+func (p *puller) err() error { return p.e }
+
+// Put stores a new version of a segment in the hot tier (and, with
+// write-through, in the cold tier before returning). The new version is
+// durable when Put returns nil.
+func (s *Store) Put(ctx context.Context, id segment.ID, r io.Reader, size int64, mtime time.Time) (segment.Info, error) {
+	if err := s.writable("put", id); err != nil {
+		return segment.Info{}, err
+	}
+	if size > s.cfg.MaxSegmentBytes {
+		return segment.Info{}, fmt.Errorf("put segment %d: %d bytes: %w (max %d)", id, size, backend.ErrTooLarge, s.cfg.MaxSegmentBytes)
+	}
+	lr := &limitReader{r: r, left: s.cfg.MaxSegmentBytes}
+	info, err := s.hot.Put(ctx, id, lr, backend.PutOptions{Size: size, ModTime: mtime})
+	if lr.over {
+		return segment.Info{}, fmt.Errorf("put segment %d: %w (max %d bytes)", id, backend.ErrTooLarge, s.cfg.MaxSegmentBytes)
+	}
+	if err != nil {
+		return segment.Info{}, err
+	}
+	if s.cfg.WriteThrough {
+		if err := s.Archive(ctx, id); err != nil {
+			return info, fmt.Errorf("put segment %d: stored in the hot tier, but write-through to the cold tier failed: %w", id, err)
+		}
+		return s.Stat(ctx, id)
+	}
+	return info, nil
+}
+
+// limitReader fails once more than left bytes are read.
+type limitReader struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		l.over = true
+		return n, backend.ErrTooLarge
+	}
+	return n, err
+}
+
+// Delete removes a segment from every tier. A cold delete that cannot be
+// carried out now (S3 unavailable) is recorded as a tombstone and replayed
+// later; the segment is gone for readers at once either way.
+func (s *Store) Delete(ctx context.Context, id segment.ID) error {
+	if err := s.writable("delete", id); err != nil {
+		return err
+	}
+	found := false
+	switch err := s.hot.Delete(ctx, id, ""); {
+	case err == nil:
+		found = true
+	case !errors.Is(err, backend.ErrNotFound):
+		return err
+	}
+	if s.cold != nil {
+		info, err := s.coldStat(ctx, id)
+		switch {
+		case err == nil:
+			found = true
+			if err := s.deleteCold(ctx, id, info.Version); err != nil {
+				return err
+			}
+		case errors.Is(err, backend.ErrNotFound):
+		case backend.IsTransient(err) && found:
+			// Cannot even tell whether S3 holds an older copy: record a
+			// delete of any version, so the listing never brings it back.
+			if err := s.index.AddTombstone(id, ""); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+	if !found {
+		return fmt.Errorf("delete segment %d: %w", id, backend.ErrNotFound)
+	}
+	return nil
+}
+
+// deleteCold deletes one cold version, falling back to a tombstone when S3
+// is unavailable.
+func (s *Store) deleteCold(ctx context.Context, id segment.ID, version string) error {
+	err := s.cold.Delete(ctx, id, version)
+	switch {
+	case err == nil, errors.Is(err, backend.ErrNotFound), errors.Is(err, backend.ErrStale):
+		// Stale: someone else wrote a newer object; it is theirs to keep.
+		return s.index.Delete(id)
+	case backend.IsTransient(err):
+		s.log.Warn("cold delete deferred", "op", "delete", "segment", id, "err", err)
+		if err := s.index.AddTombstone(id, version); err != nil {
+			return err
+		}
+		return s.index.Delete(id)
+	default:
+		return err
+	}
+}
+
+// ReplayTombstones carries out deletes recorded while S3 was unavailable.
+func (s *Store) ReplayTombstones(ctx context.Context) (done int, err error) {
+	if s.cold == nil || s.cfg.ReadOnly {
+		return 0, nil
+	}
+	tombs, err := s.index.Tombstones()
+	if err != nil {
+		return 0, err
+	}
+	for id, version := range tombs {
+		err := s.cold.Delete(ctx, id, version)
+		if err != nil && !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrStale) {
+			return done, err
+		}
+		if err := s.index.RemoveTombstone(id); err != nil {
+			return done, err
+		}
+		done++
+	}
+	return done, nil
+}
+
+// Rename makes from available as to and removes from. A hot segment moves
+// in one bbolt transaction; a cold one is copied into the hot tier under its
+// new id first. Readers see the old state or the new, never a mix.
+func (s *Store) Rename(ctx context.Context, from, to segment.ID) error {
+	if err := s.writable("rename", from); err != nil {
+		return err
+	}
+	if from == to {
+		_, err := s.Stat(ctx, from)
+		return err
+	}
+	err := s.hot.Rename(ctx, from, to)
+	switch {
+	case err == nil:
+	case errors.Is(err, backend.ErrNotFound):
+		r, err := s.Open(ctx, from)
+		if err != nil {
+			return err
+		}
+		info := r.Info()
+		_, err = s.hot.Put(ctx, to, io.NewSectionReader(r, 0, info.Size), backend.PutOptions{Size: info.Size, ModTime: info.ModTime})
+		r.Close()
+		if err != nil {
+			return err
+		}
+	default:
+		return err
+	}
+	// from's cold copy, if any, must go too.
+	if s.cold != nil {
+		if info, err := s.coldStat(ctx, from); err == nil {
+			return s.deleteCold(ctx, from, info.Version)
+		}
+	}
+	return nil
+}
+
+// SetModTime changes a segment's user-visible mtime. For a cold segment the
+// new mtime is kept in the index (the object is not rewritten).
+func (s *Store) SetModTime(ctx context.Context, id segment.ID, mtime time.Time) error {
+	if err := s.writable("set mtime of", id); err != nil {
+		return err
+	}
+	err := s.hot.SetModTime(ctx, id, mtime)
+	if !errors.Is(err, backend.ErrNotFound) {
+		return err
+	}
+	info, err := s.coldStat(ctx, id)
+	if err != nil {
+		return err
+	}
+	info.ModTime = mtime
+	if info.Sums == nil {
+		if full, ok, _ := s.index.Get(id); ok {
+			info.Sums = full.Sums
+		}
+	}
+	return s.index.Put(info)
+}
+
+// Archive moves one segment from the hot tier to the cold tier: upload,
+// verify size and checksums against what the server returns, record it in
+// the index, then drop the hot copy, only if it was not overwritten
+// meanwhile. A segment already cold is left alone.
+func (s *Store) Archive(ctx context.Context, id segment.ID) error {
+	if s.cold == nil {
+		return fmt.Errorf("archive segment %d: no cold tier configured", id)
+	}
+	if err := s.writable("archive", id); err != nil {
+		return err
+	}
+	if _, busy := s.archiving.LoadOrStore(id, struct{}{}); busy {
+		return nil
+	}
+	defer s.archiving.Delete(id)
+	info, err := s.hot.Stat(ctx, id)
+	if errors.Is(err, backend.ErrNotFound) {
+		if _, cerr := s.coldStat(ctx, id); cerr == nil {
+			return nil // already cold
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	r, err := s.hot.Get(ctx, id, backend.GetOptions{Length: -1, Version: info.Version})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	coldInfo, err := s.cold.Put(ctx, id, r, backend.PutOptions{Size: info.Size, ModTime: info.ModTime, Sums: info.Sums})
+	if err != nil {
+		s.stats.ArchiveErrors.Add(1)
+		return fmt.Errorf("archive segment %d: %w", id, err)
+	}
+	if coldInfo.Size != info.Size {
+		s.stats.ArchiveErrors.Add(1)
+		return fmt.Errorf("archive segment %d: cold tier stored %d bytes, expected %d", id, coldInfo.Size, info.Size)
+	}
+	coldInfo.Sums, coldInfo.ModTime, coldInfo.WrittenAt = info.Sums, info.ModTime, info.WrittenAt
+	coldInfo.Tier = segment.TierCold
+	if err := s.index.Put(coldInfo); err != nil {
+		return err
+	}
+	s.index.RemoveTombstone(id)
+	s.stats.Archived.Add(1)
+	if err := s.hot.Delete(ctx, id, info.Version); err != nil && !errors.Is(err, backend.ErrStale) && !errors.Is(err, backend.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// reconcileOnce reconciles unless another caller is already doing it, in
+// which case it waits for that one.
+func (s *Store) reconcileOnce(ctx context.Context) error {
+	_, err, _ := s.reconciling.Do("reconcile", func() (any, error) {
+		if s.synced.Load() {
+			return nil, nil
+		}
+		return nil, s.Reconcile(ctx)
+	})
+	return err
+}
+
+// Reconcile brings the index in line with a full listing of the cold tier:
+// objects other writers added appear, objects they removed disappear.
+// Entries whose version did not change keep what the index knew of them
+// (checksums, mtime set through scribefs).
+func (s *Store) Reconcile(ctx context.Context) error {
+	if s.cold == nil {
+		return nil
+	}
+	tomb, err := s.index.Tombstones()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	// An entry the archiver recorded after the listing passed its key is
+	// not gone: only entries older than this pass are dropped.
+	stale := func(i segment.Info) bool { return i.WrittenAt.IsZero() || i.WrittenAt.Before(start) }
+	known := pull(func(yield func(segment.Info) error) error { return s.index.List(yield) })
+	defer known.stop()
+	k, kok := known.next()
+	var add []segment.Info
+	var gone []segment.ID
+	flush := func() error {
+		if len(add) > 0 {
+			if err := s.index.PutBatch(add); err != nil {
+				return err
+			}
+			add = add[:0]
+		}
+		return nil
+	}
+	err = s.cold.List(ctx, func(c segment.Info) error {
+		for kok && k.ID < c.ID {
+			if stale(k) {
+				gone = append(gone, k.ID)
+			}
+			k, kok = known.next()
+		}
+		same := kok && k.ID == c.ID && k.Version == c.Version
+		if kok && k.ID == c.ID {
+			k, kok = known.next()
+		}
+		if _, dead := tomb[c.ID]; dead || same {
+			return nil
+		}
+		add = append(add, c)
+		if len(add) >= 1000 {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for ; kok; k, kok = known.next() {
+		if stale(k) {
+			gone = append(gone, k.ID)
+		}
+	}
+	if err := known.err(); err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	for _, id := range gone {
+		if err := s.index.Delete(id); err != nil {
+			return err
+		}
+	}
+	s.synced.Store(true)
+	return nil
+}
+
+// CleanSpool removes files left in the spool directory by a process that
+// died with files open for writing. Only a mount calls it, before serving:
+// those writes were never acknowledged, so nothing is lost.
+func (s *Store) CleanSpool() (int, error) {
+	entries, err := os.ReadDir(s.cfg.SpoolDir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if e.Type().IsRegular() && os.Remove(filepath.Join(s.cfg.SpoolDir, e.Name())) == nil {
+			n++
+		}
+	}
+	return n, nil
+}

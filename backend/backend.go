@@ -74,6 +74,10 @@ type GetOptions struct {
 	Offset  int64
 	Length  int64 // -1: to the end
 	Version string
+	// Compression is the representation Stat reported for Version; Offset
+	// and Length always count decoded bytes. Backends that store plain
+	// bytes ignore it.
+	Compression string
 }
 
 // Whole is the GetOptions for reading an entire segment.

@@ -54,6 +54,10 @@ type Info struct {
 	// it differs from the plain bytes (compressed cold objects).
 	StoredSize  int64
 	Compression string
+	// Unresolved is set by a listing that could not tell the true size and
+	// mtime (a Scribe Ledger object with a sidecar: its size may be the
+	// compressed one); Stat can.
+	Unresolved bool
 }
 
 // Checksums are the CRC32C of each BlockSize block of a segment, in order.

@@ -188,7 +188,11 @@ func encodeCold(info segment.Info) []byte {
 	buf = append(buf, info.Version...)
 	buf = binary.AppendUvarint(buf, uint64(len(info.Compression)))
 	buf = append(buf, info.Compression...)
-	return buf
+	var flags uint64
+	if info.Unresolved {
+		flags |= flagUnresolved
+	}
+	return binary.AppendUvarint(buf, flags)
 }
 
 func unixNanoOrZero(t time.Time) int64 {
@@ -199,6 +203,9 @@ func unixNanoOrZero(t time.Time) int64 {
 }
 
 var errCorruptIndex = errors.New("corrupt index entry")
+
+// Entry flags, a trailing varint.
+const flagUnresolved = 1
 
 func decodeCold(id segment.ID, v []byte) (segment.Info, error) {
 	r := bytes.NewReader(v)
@@ -231,6 +238,9 @@ func decodeCold(id segment.ID, v []byte) (segment.Info, error) {
 		StoredSize: vals[3], Version: version, Compression: comp}
 	if vals[2] != 0 {
 		info.WrittenAt = time.Unix(0, vals[2]).UTC()
+	}
+	if flags, err := binary.ReadUvarint(r); err == nil {
+		info.Unresolved = flags&flagUnresolved != 0
 	}
 	return info, nil
 }

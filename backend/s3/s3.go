@@ -194,7 +194,7 @@ func invalid(op, format string, args ...any) error {
 // come from opts.Sums or, for an io.Seeker source, a first pass over it. A
 // multipart Put from an unseekable source without opts.Sums records no block
 // sums (Stat then reports the whole-object CRC32C only).
-func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions) (segment.Info, error) {
+func (b *Backend) putObject(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions) (segment.Info, error) {
 	op := segOp("put", id)
 	if err := b.readOnly(op); err != nil {
 		return segment.Info{}, err
@@ -406,7 +406,8 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// Stat returns the segment's Info from a HEAD request. ModTime is the mtime
+// statWithMeta returns the segment's Info, and the object's user
+// metadata, from a HEAD request. ModTime is the mtime
 // recorded by Put (the object's LastModified for objects written by other
 // programs). Sums come from the metadata Put recorded; an object without it
 // gets the whole-object CRC32C the store computed, when the store has a
@@ -414,14 +415,14 @@ func unixNano(t time.Time) int64 {
 // segment over about 280 blocks, or a multipart upload from an unseekable
 // source without opts.Sums), except that a segment of at most one block has
 // its single block sum equal to the whole sum.
-func (b *Backend) Stat(ctx context.Context, id segment.ID) (segment.Info, error) {
+func (b *Backend) statWithMeta(ctx context.Context, id segment.ID) (segment.Info, map[string]string, error) {
 	out, err := b.client.HeadObject(ctx, &s3api.HeadObjectInput{
 		Bucket:       &b.cfg.Bucket,
 		Key:          aws.String(b.key(id)),
 		ChecksumMode: types.ChecksumModeEnabled,
 	})
 	if err != nil {
-		return segment.Info{}, b.fail(segOp("stat", id), err)
+		return segment.Info{}, nil, b.fail(segOp("stat", id), err)
 	}
 	size := aws.ToInt64(out.ContentLength)
 	info := segment.Info{
@@ -439,7 +440,7 @@ func (b *Backend) Stat(ctx context.Context, id segment.ID) (segment.Info, error)
 	if t, ok := metaTime(out.Metadata, metaWritten); ok {
 		info.WrittenAt = t
 	}
-	return info, nil
+	return info, out.Metadata, nil
 }
 
 func metaTime(meta map[string]string, key string) (time.Time, bool) {
@@ -499,7 +500,7 @@ func sumsFrom(meta map[string]string, storeCRC string, size int64) *segment.Chec
 // and fails with segment.ErrChecksum on a mismatch. The reader reports the
 // ETag it is reading through a Version method, so the retry wrapper can
 // resume it without splicing two versions.
-func (b *Backend) Get(ctx context.Context, id segment.ID, opts backend.GetOptions) (io.ReadCloser, error) {
+func (b *Backend) getObject(ctx context.Context, id segment.ID, opts backend.GetOptions) (io.ReadCloser, error) {
 	op := segOp("get", id)
 	if opts.Offset < 0 {
 		return nil, invalid(op, "negative offset %d", opts.Offset)
@@ -597,7 +598,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ErrStale. ifVersion is also sent as If-Match on the DELETE, which AWS S3
 // enforces atomically; MinIO ignores it, so there a Put landing between the
 // HEAD and the DELETE can be deleted although its version differs.
-func (b *Backend) Delete(ctx context.Context, id segment.ID, ifVersion string) error {
+func (b *Backend) deleteObject(ctx context.Context, id segment.ID, ifVersion string) error {
 	op := segOp("delete", id)
 	if err := b.readOnly(op); err != nil {
 		return err
@@ -625,6 +626,18 @@ func (b *Backend) List(ctx context.Context, fn func(segment.Info) error) error {
 	if b.pageSize > 0 {
 		in.MaxKeys = aws.Int32(b.pageSize)
 	}
+	// A Scribe Ledger sidecar sorts right after its segment
+	// ("segment-X.bin" < "segment-X.meta.json"), so each segment is held
+	// back until the next key shows whether it has one.
+	var pending *segment.Info
+	flush := func() error {
+		if pending == nil {
+			return nil
+		}
+		info := *pending
+		pending = nil
+		return fn(info)
+	}
 	pages := s3api.NewListObjectsV2Paginator(b.client, in)
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
@@ -632,24 +645,32 @@ func (b *Backend) List(ctx context.Context, fn func(segment.Info) error) error {
 			return b.fail("list", err)
 		}
 		for _, obj := range page.Contents {
-			id, ok := b.parseKey(aws.ToString(obj.Key))
+			key := aws.ToString(obj.Key)
+			if id, ok := b.parseSidecarKey(key); ok {
+				if pending != nil && pending.ID == id {
+					pending.Unresolved = true
+				}
+				continue
+			}
+			id, ok := b.parseKey(key)
 			if !ok {
 				continue
 			}
-			err := fn(segment.Info{
-				ID:        id,
-				Size:      aws.ToInt64(obj.Size),
-				ModTime:   aws.ToTime(obj.LastModified),
-				WrittenAt: aws.ToTime(obj.LastModified),
-				Tier:      segment.TierCold,
-				Version:   aws.ToString(obj.ETag),
-			})
-			if err != nil {
+			if err := flush(); err != nil {
 				return err
+			}
+			pending = &segment.Info{
+				ID:         id,
+				Size:       aws.ToInt64(obj.Size),
+				StoredSize: aws.ToInt64(obj.Size),
+				ModTime:    aws.ToTime(obj.LastModified),
+				WrittenAt:  aws.ToTime(obj.LastModified),
+				Tier:       segment.TierCold,
+				Version:    aws.ToString(obj.ETag),
 			}
 		}
 	}
-	return nil
+	return flush()
 }
 
 // Health checks, in one attempt of at most a few seconds, that the endpoint

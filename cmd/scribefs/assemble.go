@@ -32,7 +32,7 @@ type assembled struct {
 //	├── hot:   local.Backend (bbolt) + its Index of the cold tier
 //	├── cold:  retry.New(s3.Backend)  (retries: storage.s3.max_retries)
 //	└── cache: cache.Blocks           (bounded by cache.max_bytes)
-func assemble(ctx context.Context, cfg *config.Config, readOnly bool, log *slog.Logger) (*assembled, error) {
+func assemble(ctx context.Context, cfg *config.Config, readOnly, mounted bool, log *slog.Logger) (*assembled, error) {
 	hot, err := local.Open(cfg.Storage.Hot.Path, local.Options{})
 	if err != nil {
 		return nil, err
@@ -46,6 +46,7 @@ func assemble(ctx context.Context, cfg *config.Config, readOnly bool, log *slog.
 		ArchiveAfter:    cfg.Tiering.ArchiveAfter,
 		CheckInterval:   cfg.Tiering.CheckInterval,
 		ReadOnly:        readOnly,
+		BackgroundSync:  mounted,
 		Logger:          log,
 	}
 	if sc := cfg.Storage.S3; sc != nil {

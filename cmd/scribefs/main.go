@@ -137,7 +137,7 @@ func openAPI(c *cli.Context) (control.API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := assemble(c.Context, cfg, false, log)
+	a, err := assemble(c.Context, cfg, false, false, log)
 	if err != nil {
 		return nil, err
 	}

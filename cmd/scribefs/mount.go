@@ -47,7 +47,7 @@ func mountCommand() *cli.Command {
 			ctx, cancel := context.WithCancel(c.Context)
 			defer cancel()
 
-			a, err := assemble(ctx, cfg, ro, log)
+			a, err := assemble(ctx, cfg, ro, true, log)
 			if err != nil {
 				return err
 			}
@@ -74,6 +74,17 @@ func mountCommand() *cli.Command {
 			}
 			defer ctl.Close()
 
+			go a.store.Run(ctx)
+			if a.s3 != nil {
+				// Give the first listing of the bucket a moment, so a fresh
+				// host's first ls is complete; a huge bucket goes on
+				// filling the index in the background.
+				select {
+				case <-a.store.Synced():
+				case <-time.After(10 * time.Second):
+					log.Info("still listing the bucket; segments appear as they are indexed", "op", "reconcile")
+				}
+			}
 			srv, err := fs.Mount(mnt, fsStore{a.store}, fs.Options{
 				ReadOnly:   ro,
 				AllowOther: c.Bool("allow-other"),
@@ -83,7 +94,6 @@ func mountCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			go a.store.Run(ctx)
 			log.Info("mounted", "mountpoint", mnt, "config", cfg.Source, "read_only", ro)
 
 			sigs := make(chan os.Signal, 1)

@@ -213,7 +213,7 @@ func (s *Store) fetchSpan(ctx context.Context, info segment.Info, lo, hi int64) 
 	defer func() { <-s.fetchSem }()
 	off := lo * segment.BlockSize
 	end := min((hi+1)*segment.BlockSize, info.Size)
-	r, err := s.cold.Get(ctx, info.ID, backend.GetOptions{Offset: off, Length: end - off, Version: info.Version})
+	r, err := s.cold.Get(ctx, info.ID, backend.GetOptions{Offset: off, Length: end - off, Version: info.Version, Compression: info.Compression})
 	if err != nil {
 		return nil, err
 	}

@@ -49,6 +49,9 @@ type Config struct {
 	FetchParallel int
 	// ArchiveParallel bounds concurrent uploads of the archiver (default 4).
 	ArchiveParallel int
+	// BackgroundSync leaves learning the bucket to Run (a mount): List then
+	// answers from the index at once instead of first listing the bucket.
+	BackgroundSync bool
 	// ReadOnly refuses every change.
 	ReadOnly bool
 	// Health checks the cold tier with one attempt; nil when there is none.
@@ -100,7 +103,8 @@ type Store struct {
 
 	// synced is set once the index has been reconciled with a full bucket
 	// listing; before that, cold lookups that miss the index ask S3.
-	synced atomic.Bool
+	synced   atomic.Bool
+	syncedCh chan struct{}
 
 	fetchSem chan struct{} // bounds concurrent cold range GETs
 
@@ -140,6 +144,7 @@ func New(hot *local.Backend, cold backend.Backend, blocks *cache.Blocks, cfg Con
 		hot: hot, index: hot.Index(), cold: cold, cache: blocks, cfg: cfg, log: cfg.Logger,
 		fetchSem: make(chan struct{}, cfg.FetchParallel),
 		inflight: map[cache.Key]chan struct{}{},
+		syncedCh: make(chan struct{}),
 	}, nil
 }
 
@@ -206,6 +211,9 @@ func (s *Store) coldStat(ctx context.Context, id segment.ID) (segment.Info, erro
 	if err != nil {
 		return segment.Info{}, err
 	}
+	if ok && info.Unresolved {
+		return s.resolve(ctx, info)
+	}
 	if ok {
 		return info, nil
 	}
@@ -230,7 +238,7 @@ func (s *Store) coldStat(ctx context.Context, id segment.ID) (segment.Info, erro
 func (s *Store) List(ctx context.Context, fn func(segment.Info) error) error {
 	hot := pull(func(yield func(segment.Info) error) error { return s.hot.List(ctx, yield) })
 	defer hot.stop()
-	if s.cold != nil && !s.synced.Load() {
+	if s.cold != nil && !s.synced.Load() && !s.cfg.BackgroundSync {
 		// First listing of this process: learn the bucket now. If S3 is
 		// down, list what the index knows rather than fail.
 		if err := s.reconcileOnce(ctx); err != nil {
@@ -614,9 +622,63 @@ func (s *Store) Reconcile(ctx context.Context) error {
 			return err
 		}
 	}
-	s.synced.Store(true)
-	return nil
+	if s.synced.CompareAndSwap(false, true) {
+		close(s.syncedCh)
+	}
+	return s.resolveAll(ctx)
 }
+
+// resolve asks the cold tier once for what a listing could not tell (the
+// decoded size and mtime of a Scribe Ledger object) and keeps it.
+func (s *Store) resolve(ctx context.Context, listed segment.Info) (segment.Info, error) {
+	info, err := s.cold.Stat(ctx, listed.ID)
+	if err != nil {
+		return segment.Info{}, err
+	}
+	if err := s.index.Put(info); err != nil {
+		return segment.Info{}, err
+	}
+	return info, nil
+}
+
+// resolveAll resolves every unresolved index entry, a few at a time.
+func (s *Store) resolveAll(ctx context.Context) error {
+	var todo []segment.Info
+	if err := s.index.List(func(i segment.Info) error {
+		if i.Unresolved {
+			todo = append(todo, i)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	sem := make(chan struct{}, 8)
+	for _, info := range todo {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(info segment.Info) {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := s.resolve(ctx, info); err != nil && !errors.Is(err, backend.ErrNotFound) {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}(info)
+	}
+	wg.Wait()
+	return first
+}
+
+// Synced is closed once the index has been reconciled with a full listing
+// of the bucket.
+func (s *Store) Synced() <-chan struct{} { return s.syncedCh }
 
 // CleanSpool removes files left in the spool directory by a process that
 // died with files open for writing. Only a mount calls it, before serving:

@@ -1,0 +1,190 @@
+package s3
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/segment"
+	"github.com/scribefs/scribefs/segment/ledger"
+)
+
+// Scribe Ledger nodes archive a segment as segment-<hex>.bin and may write a
+// sidecar segment-<hex>.meta.json beside it. When the sidecar says
+// is_compressed, the .bin is one gzip stream of the segment's bytes. A .bin
+// without a sidecar is plain. Objects scribefs writes carry scribefs-*
+// metadata and are always plain; for them a sidecar is ignored (it can only
+// be left over from an older version), and Put and Delete remove it so the
+// nodes sharing the bucket never pair new bytes with an old sidecar.
+
+// sidecar is the part of a .meta.json that scribefs needs.
+type sidecar struct {
+	SegmentID    *uint64 `json:"segment_id"`
+	CreatedAt    *int64  `json:"created_at"`
+	OriginalSize *uint64 `json:"original_size"`
+	EntryCount   *uint64 `json:"entry_count"`
+	IsCompressed bool    `json:"is_compressed"`
+}
+
+// CompressionScribeGzip marks an upstream whole-stream gzip object.
+const CompressionScribeGzip = "gzip"
+
+func (b *Backend) sidecarKey(id segment.ID) string { return b.keyPrefix + id.Hex() + ".meta.json" }
+
+func (b *Backend) parseSidecarKey(key string) (segment.ID, bool) {
+	rest, ok := strings.CutPrefix(key, b.keyPrefix)
+	if !ok {
+		return 0, false
+	}
+	hex, ok := strings.CutSuffix(rest, ".meta.json")
+	if !ok {
+		return 0, false
+	}
+	id, err := segment.ParseHex(hex)
+	return id, err == nil
+}
+
+// readSidecar fetches and checks id's sidecar; ok is false when it has none.
+func (b *Backend) readSidecar(ctx context.Context, id segment.ID) (sc sidecar, ok bool, err error) {
+	op := segOp("read sidecar of", id)
+	out, err := b.client.GetObject(ctx, &s3api.GetObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.sidecarKey(id))})
+	if err != nil {
+		err = b.fail(op, err)
+		if errors.Is(err, backend.ErrNotFound) {
+			return sidecar{}, false, nil
+		}
+		return sidecar{}, false, err
+	}
+	defer out.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(out.Body, 1<<20)).Decode(&sc); err != nil {
+		return sidecar{}, false, fmt.Errorf("s3 %s: %s is not valid JSON: %w", op, b.sidecarKey(id), backend.ErrInvalid)
+	}
+	if sc.SegmentID != nil && *sc.SegmentID != uint64(id) {
+		return sidecar{}, false, fmt.Errorf("s3 %s: %s names segment %d: %w", op, b.sidecarKey(id), *sc.SegmentID, backend.ErrInvalid)
+	}
+	if sc.IsCompressed && (sc.OriginalSize == nil || sc.EntryCount == nil) {
+		return sidecar{}, false, fmt.Errorf("s3 %s: %s lacks original_size or entry_count: %w", op, b.sidecarKey(id), backend.ErrInvalid)
+	}
+	return sc, true, nil
+}
+
+func ours(meta map[string]string) bool {
+	_, ok := meta[metaCRC32C]
+	return ok
+}
+
+// Stat returns the segment's Info (see statWithMeta). For an object written
+// by Scribe Ledger with a sidecar, the size is the decoded length, which the
+// sidecar implies (original_size + 32 + 16 × entry_count), and the mtime is
+// its created_at.
+func (b *Backend) Stat(ctx context.Context, id segment.ID) (segment.Info, error) {
+	info, meta, err := b.statWithMeta(ctx, id)
+	if err != nil || ours(meta) {
+		return info, err
+	}
+	sc, ok, err := b.readSidecar(ctx, id)
+	if err != nil || !ok {
+		return info, err
+	}
+	if sc.CreatedAt != nil {
+		info.ModTime = time.Unix(*sc.CreatedAt, 0).UTC()
+	}
+	if sc.IsCompressed {
+		info.StoredSize = info.Size
+		info.Size = int64(ledger.EncodedLen(*sc.OriginalSize, *sc.EntryCount))
+		info.Compression = CompressionScribeGzip
+		info.Sums = nil // gzip's own CRC checks these bytes
+	}
+	return info, nil
+}
+
+// Get returns the segment's bytes (see getObject). A whole-stream gzip
+// object is read from its start and decompressed; the range is cut from the
+// decoded bytes, and a gzip error (bad CRC, truncation) is a checksum error.
+func (b *Backend) Get(ctx context.Context, id segment.ID, opts backend.GetOptions) (io.ReadCloser, error) {
+	if opts.Compression != CompressionScribeGzip {
+		return b.getObject(ctx, id, opts)
+	}
+	op := segOp("get", id)
+	r, err := b.getObject(ctx, id, backend.GetOptions{Length: -1, Version: opts.Version})
+	if err != nil {
+		return nil, err
+	}
+	zr, err := gzip.NewReader(bufio.NewReader(r))
+	if err != nil {
+		r.Close()
+		return nil, gzipError(op, err)
+	}
+	if _, err := io.CopyN(io.Discard, zr, opts.Offset); err != nil && err != io.EOF {
+		r.Close()
+		return nil, gzipError(op, err)
+	}
+	var body io.Reader = zr
+	if opts.Length >= 0 {
+		body = io.LimitReader(zr, opts.Length)
+	}
+	return &gunzipReader{Reader: body, zr: zr, raw: r, op: op}, nil
+}
+
+type gunzipReader struct {
+	io.Reader
+	zr  *gzip.Reader
+	raw io.ReadCloser
+	op  string
+}
+
+func (g *gunzipReader) Read(p []byte) (int, error) {
+	n, err := g.Reader.Read(p)
+	if err != nil && err != io.EOF {
+		var ee *edgeError
+		if !errors.As(err, &ee) {
+			err = gzipError(g.op, err)
+		}
+	}
+	return n, err
+}
+
+func (g *gunzipReader) Close() error { return g.raw.Close() }
+
+func gzipError(op string, err error) error {
+	if errors.Is(err, backend.ErrUnavailable) {
+		return err
+	}
+	return &edgeError{msg: fmt.Sprintf("s3 %s: gzip object is corrupt: %v", op, err), kinds: []error{segment.ErrChecksum}}
+}
+
+// Put stores the segment (see putObject), then removes a Scribe Ledger
+// sidecar that described an older version.
+func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions) (segment.Info, error) {
+	info, err := b.putObject(ctx, id, r, opts)
+	if err == nil {
+		b.dropSidecar(ctx, id)
+	}
+	return info, err
+}
+
+// Delete removes the segment (see deleteObject) and its sidecar.
+func (b *Backend) Delete(ctx context.Context, id segment.ID, ifVersion string) error {
+	err := b.deleteObject(ctx, id, ifVersion)
+	if err == nil {
+		b.dropSidecar(ctx, id)
+	}
+	return err
+}
+
+// dropSidecar deletes id's sidecar if there is one. Failure is harmless for
+// scribefs (its objects carry metadata that overrides a sidecar), so it is
+// not an error of the Put or Delete.
+func (b *Backend) dropSidecar(ctx context.Context, id segment.ID) {
+	b.client.DeleteObject(ctx, &s3api.DeleteObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.sidecarKey(id))})
+}

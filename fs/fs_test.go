@@ -1,0 +1,761 @@
+package fs
+
+// These tests mount a memStore in the test process and drive the mount only
+// through subprocesses (cat, cp, dd, rsync, tar…): the process serving a
+// FUSE mount must not access it itself.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scribefs/scribefs/segment"
+)
+
+func TestCreateAndRead(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+
+	mustSh(t, `printf 'hello world' > "$1"`, m.path("5"))
+	if got := mustRun(t, "cat", m.path("5")); got != "hello world" {
+		t.Fatalf("cat = %q", got)
+	}
+	mustStored(t, m.store, 5, "hello world")
+
+	// Several MiB: many WRITE and READ requests, and a size that is not a
+	// multiple of anything.
+	data := randomBytes(3<<20+17, 1)
+	src := mustWriteTemp(t, data)
+	mustRun(t, "cp", src, m.path("6"))
+	mustRun(t, "cmp", src, m.path("6"))
+	mustStored(t, m.store, 6, string(data))
+
+	// touch creates an empty segment.
+	mustRun(t, "touch", m.path("7"))
+	mustStored(t, m.store, 7, "")
+
+	if got := mustRun(t, "ls", m.seg); got != "5\n6\n7\n" {
+		t.Fatalf("ls = %q", got)
+	}
+}
+
+func TestOverwrite(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	m.store.put(7, []byte("the old contents"), time.Time{})
+	puts := m.store.Calls("put")
+
+	mustSh(t, `printf new > "$1"`, m.path("7"))
+	mustStored(t, m.store, 7, "new")
+	if got := mustRun(t, "cat", m.path("7")); got != "new" {
+		t.Fatalf("cat = %q", got)
+	}
+	// One Put: the truncation of O_TRUNC was not published on its own.
+	if n := m.store.Calls("put") - puts; n != 1 {
+		t.Fatalf("%d puts, want 1", n)
+	}
+
+	src := mustWriteTemp(t, []byte("copied over"))
+	mustRun(t, "cp", src, m.path("7"))
+	mustStored(t, m.store, 7, "copied over")
+}
+
+func TestAppend(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	m.store.put(8, []byte("a\n"), time.Time{})
+	mustSh(t, `echo b >> "$1" && echo c >> "$1"`, m.path("8"))
+	mustStored(t, m.store, 8, "a\nb\nc\n")
+
+	// Two descriptors appending through the same open file state.
+	mustSh(t, `exec 3>>"$1" 4>>"$1"; echo d >&3; echo e >&4; echo f >&3`, m.path("8"))
+	mustStored(t, m.store, 8, "a\nb\nc\nd\ne\nf\n")
+
+	// Appending to a new file.
+	mustSh(t, `echo x >> "$1"`, m.path("9"))
+	mustStored(t, m.store, 9, "x\n")
+}
+
+func TestDDNotruncIntoTheMiddle(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	m.store.put(9, []byte("0123456789"), time.Time{})
+	mustSh(t, `printf XY | dd of="$1" bs=1 seek=4 conv=notrunc status=none`, m.path("9"))
+	mustStored(t, m.store, 9, "0123XY6789")
+
+	// A big file, patched in the middle: the rest is copied unchanged.
+	data := randomBytes(2<<20, 2)
+	m.store.put(10, data, time.Time{})
+	mustSh(t, `printf PATCH | dd of="$1" bs=1 seek=1000000 conv=notrunc status=none`, m.path("10"))
+	want := slices.Clone(data)
+	copy(want[1000000:], "PATCH")
+	mustStored(t, m.store, 10, string(want))
+}
+
+func TestTruncate(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	m.store.put(11, []byte("0123456789"), time.Time{})
+
+	mustRun(t, "truncate", "-s", "20", m.path("11"))
+	mustStored(t, m.store, 11, "0123456789"+strings.Repeat("\x00", 10))
+	if got := mustRun(t, "stat", "-c", "%s", m.path("11")); got != "20\n" {
+		t.Fatalf("size after grow = %q", got)
+	}
+
+	mustRun(t, "truncate", "-s", "3", m.path("11"))
+	mustStored(t, m.store, 11, "012")
+	if got := mustRun(t, "stat", "-c", "%s", m.path("11")); got != "3\n" {
+		t.Fatalf("size after shrink = %q", got)
+	}
+
+	// truncate(2) by path, without a descriptor (python: os.truncate).
+	mustRun(t, "python3", "-c", "import os,sys; os.truncate(sys.argv[1], 1)", m.path("11"))
+	mustStored(t, m.store, 11, "0")
+
+	// truncate -s 0 and a size-0 file.
+	mustRun(t, "truncate", "-s", "0", m.path("11"))
+	mustStored(t, m.store, 11, "")
+}
+
+// TestOTruncNotPublishedEarly holds a file open with O_TRUNC: until it is
+// closed the store keeps the old version, while the mount shows the file
+// being written.
+func TestOTruncNotPublishedEarly(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	m.store.put(12, []byte("old"), time.Time{})
+
+	h := startSh(t, `exec 3>"$1"; printf 'newer!' >&3; echo ready; read x; exec 3>&-; echo closed; read x`, m.path("12"))
+	h.expect("ready")
+	mustStored(t, m.store, 12, "old")
+	// The size of the file being written, from another process.
+	if got := mustRun(t, "stat", "-c", "%s", m.path("12")); got != "6\n" {
+		t.Fatalf("stat during write = %q, want 6", got)
+	}
+	if got := mustRun(t, "cat", m.path("12")); got != "newer!" {
+		t.Fatalf("cat during write = %q (read-your-writes)", got)
+	}
+	h.send("close")
+	h.expect("closed")
+	mustStored(t, m.store, 12, "newer!")
+	h.send("exit")
+	if err := h.wait(); err != nil {
+		t.Fatal(err)
+	}
+
+	// An O_TRUNC open closed without writing publishes the empty file.
+	mustSh(t, `: > "$1"`, m.path("12"))
+	mustStored(t, m.store, 12, "")
+}
+
+func TestRename(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+
+	// temp → id: how rsync and editors commit.
+	mustSh(t, `printf temp > "$1/.5.XXXX" && ls -a "$1" && mv "$1/.5.XXXX" "$1/13"`, m.seg)
+	mustStored(t, m.store, 13, "temp")
+	if ids := m.store.ids(); !slices.Equal(ids, []segment.ID{13}) {
+		t.Fatalf("stored %v, want [13]", ids)
+	}
+
+	// id → id
+	mustRun(t, "mv", m.path("13"), m.path("14"))
+	mustStored(t, m.store, 14, "temp")
+	mustNotStored(t, m.store, 13)
+	if got := mustRun(t, "cat", m.path("14")); got != "temp" {
+		t.Fatalf("cat = %q", got)
+	}
+	mustFail(t, "No such file", "cat", m.path("13"))
+
+	// id → id replacing an existing segment.
+	m.store.put(15, []byte("replaced"), time.Time{})
+	mustRun(t, "mv", m.path("14"), m.path("15"))
+	mustStored(t, m.store, 15, "temp")
+	mustNotStored(t, m.store, 14)
+
+	// id → temp → temp → id: the bytes leave the store and come back.
+	mustRun(t, "mv", m.path("15"), m.path(".a"))
+	mustNotStored(t, m.store, 15)
+	if got := mustRun(t, "cat", m.path(".a")); got != "temp" {
+		t.Fatalf("cat .a = %q", got)
+	}
+	mustRun(t, "mv", m.path(".a"), m.path(".b"))
+	mustRun(t, "mv", m.path(".b"), m.path("16"))
+	mustStored(t, m.store, 16, "temp")
+	if got := mustRun(t, "ls", "-a", m.seg); got != ".\n..\n16\n" && got != "16\n" {
+		t.Fatalf("ls -a = %q", got)
+	}
+
+	// mv -n onto an existing file does nothing.
+	m.store.put(17, []byte("keep"), time.Time{})
+	mustRun(t, "mv", "-n", m.path("16"), m.path("17"))
+	mustStored(t, m.store, 17, "keep")
+	mustStored(t, m.store, 16, "temp")
+
+	// A temp file never renamed is never stored; rm removes it.
+	mustSh(t, `printf x > "$1"`, m.path(".scratch"))
+	mustRun(t, "rm", m.path(".scratch"))
+	if ids := m.store.ids(); !slices.Equal(ids, []segment.ID{16, 17}) {
+		t.Fatalf("stored %v", ids)
+	}
+}
+
+func TestInvalidNames(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	m.store.put(1, []byte("one"), time.Time{})
+	for _, name := range []string{"abc", "007", "-1", "18446744073709551616", "1.5", " 1", "+1"} {
+		t.Run(name, func(t *testing.T) {
+			mustFail(t, "Invalid argument", "touch", m.path(name))
+			mustFail(t, "Invalid argument", "mv", m.path("1"), m.path(name))
+			mustFail(t, "No such file", "cat", m.path(name))
+		})
+	}
+	if ids := m.store.ids(); !slices.Equal(ids, []segment.ID{1}) {
+		t.Fatalf("stored %v, want [1]", ids)
+	}
+	mustStored(t, m.store, 1, "one")
+}
+
+func TestRefusedOperations(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	m.store.put(1, []byte("one"), time.Time{})
+	const eperm = "Operation not permitted"
+	for _, tc := range []struct {
+		name string
+		cmd  []string
+		want string
+	}{
+		{"mkdir", []string{"mkdir", m.path("2")}, eperm},
+		{"symlink", []string{"ln", "-s", "1", m.path("3")}, eperm},
+		{"hardlink", []string{"ln", m.path("1"), m.path("4")}, eperm},
+		{"mkfifo", []string{"mkfifo", m.path("5")}, eperm},
+		{"mknod", []string{"mknod", m.path("6"), "c", "1", "3"}, eperm},
+		{"create in root", []string{"touch", filepath.Join(m.mnt, "x")}, eperm},
+		{"mkdir in root", []string{"mkdir", filepath.Join(m.mnt, "d")}, eperm},
+		{"rmdir segments", []string{"rmdir", m.seg}, eperm},
+		{"rename segments", []string{"mv", m.seg, filepath.Join(m.mnt, "s")}, eperm},
+		{"move to root", []string{"mv", m.path("1"), filepath.Join(m.mnt, "1")}, eperm},
+		{"missing", []string{"cat", m.path("99")}, "No such file"},
+		{"rm missing", []string{"rm", m.path("99")}, "No such file"},
+		{"setxattr", []string{"python3", "-c", "import os,sys; os.setxattr(sys.argv[1], 'user.x', b'1')", m.path("1")}, "Operation not supported"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mustFail(t, tc.want, tc.cmd[0], tc.cmd[1:]...)
+		})
+	}
+	if ids := m.store.ids(); !slices.Equal(ids, []segment.ID{1}) {
+		t.Fatalf("stored %v, want [1]", ids)
+	}
+	mustStored(t, m.store, 1, "one")
+	if got := mustRun(t, "ls", "-a", m.mnt); got != "segments\n" && got != ".\n..\nsegments\n" {
+		t.Fatalf("ls root = %q", got)
+	}
+	// getxattr and listxattr: not supported, answered by the kernel.
+	out := mustRun(t, "python3", "-c", `
+import os, sys
+try:
+    os.getxattr(sys.argv[1], 'user.x')
+except OSError as e:
+    print(e.errno)
+print(os.listxattr(sys.argv[1]))`, m.path("1"))
+	if out != "95\n[]\n" && out != "61\n[]\n" {
+		t.Fatalf("xattr: %q", out)
+	}
+}
+
+func TestTooLarge(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1000), Options{})
+
+	mustFail(t, "File too large", "dd", "if=/dev/zero", "of="+m.path("30"), "bs=2000", "count=1", "status=none")
+	mustNotStored(t, m.store, 30)
+	mustFail(t, "No such file", "stat", m.path("30"))
+
+	mustRun(t, "dd", "if=/dev/zero", "of="+m.path("31"), "bs=990", "count=1", "status=none")
+	mustStored(t, m.store, 31, strings.Repeat("\x00", 990))
+	mustFail(t, "File too large", "sh", "-c", `printf 0123456789abcdef >> "$1"`, "sh", m.path("31"))
+	mustStored(t, m.store, 31, strings.Repeat("\x00", 990))
+	mustFail(t, "File too large", "truncate", "-s", "1001", m.path("31"))
+	mustStored(t, m.store, 31, strings.Repeat("\x00", 990))
+
+	// Exactly the limit is fine.
+	mustRun(t, "truncate", "-s", "1000", m.path("31"))
+	mustStored(t, m.store, 31, strings.Repeat("\x00", 1000))
+	if !strings.Contains(m.log.String(), "errno=\"file too large\"") {
+		t.Errorf("EFBIG not logged:\n%s", m.log.String())
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	store := newTestStore(t, 1<<30)
+	store.put(1, []byte("one"), time.Time{})
+	m := mustMount(t, store, Options{ReadOnly: true})
+	if got := mustRun(t, "cat", m.path("1")); got != "one" {
+		t.Fatalf("cat = %q", got)
+	}
+	const erofs = "Read-only file system"
+	for _, tc := range []struct {
+		name string
+		cmd  []string
+	}{
+		{"create", []string{"touch", m.path("2")}},
+		{"overwrite", []string{"sh", "-c", `echo x > "$1"`, "sh", m.path("1")}},
+		{"append", []string{"sh", "-c", `echo x >> "$1"`, "sh", m.path("1")}},
+		{"truncate", []string{"truncate", "-s", "0", m.path("1")}},
+		{"touch", []string{"touch", "-d", "2001-01-01", m.path("1")}},
+		{"rm", []string{"rm", m.path("1")}},
+		{"mv", []string{"mv", m.path("1"), m.path("3")}},
+		{"mkdir", []string{"mkdir", m.path("4")}},
+		{"chmod", []string{"chmod", "600", m.path("1")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mustFail(t, erofs, tc.cmd[0], tc.cmd[1:]...)
+		})
+	}
+	if ids := store.ids(); !slices.Equal(ids, []segment.ID{1}) {
+		t.Fatalf("stored %v", ids)
+	}
+	mustStored(t, store, 1, "one")
+	if n := store.Calls("put") + store.Calls("delete") + store.Calls("rename") + store.Calls("setmodtime"); n != 1 {
+		t.Fatalf("%d changes reached the store, want only the test's own put", n)
+	}
+}
+
+// TestReaderPinning opens a reader, then replaces the segment twice (in the
+// store behind the mount's back, and through the mount): the reader still
+// reads the version it opened.
+func TestReaderPinning(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	m.store.put(40, []byte("version-one"), time.Time{})
+
+	h := startSh(t, `exec 3<"$1"; echo ready; read x; cat <&3; echo; read x; cat "$1"`, m.path("40"))
+	h.expect("ready")
+	m.store.put(40, []byte("version-two"), time.Time{})
+	mustSh(t, `printf version-3!! > "$1"`, m.path("40"))
+	h.send("read")
+	h.expect("version-one")
+	// A new open sees the newest version.
+	h.send("again")
+	h.expect("version-3!!")
+	if err := h.wait(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Deleted while open: the reader still reads it.
+	m.store.put(41, []byte("doomed"), time.Time{})
+	h = startSh(t, `exec 3<"$1"; echo ready; read x; cat <&3; echo`, m.path("41"))
+	h.expect("ready")
+	mustRun(t, "rm", m.path("41"))
+	mustNotStored(t, m.store, 41)
+	h.send("read")
+	h.expect("doomed")
+	if err := h.wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInodeNumbers(t *testing.T) {
+	store := newTestStore(t, 1<<30)
+	ids := []segment.ID{0, 1, 2, 1<<63 - 1, 1 << 63, 1<<64 - 1, foldStart - 1, foldStart}
+	for _, id := range ids {
+		store.put(id, []byte(id.String()), time.Time{})
+	}
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inodes := func() map[string]uint64 {
+		m := mustMountAt(t, mnt, store, Options{})
+		defer m.srv.Shutdown(time.Second)
+		out := mustSh(t, `cd "$1" && stat -c '%i %n' . .. segments segments/*`, m.mnt)
+		got := make(map[string]uint64)
+		for line := range strings.Lines(out) {
+			ino, name, _ := strings.Cut(strings.TrimSpace(line), " ")
+			n, err := strconv.ParseUint(ino, 10, 64)
+			if err != nil {
+				t.Fatalf("stat output %q", line)
+			}
+			got[name] = n
+		}
+		// ls -i (readdir) agrees with stat (lookup).
+		for line := range strings.Lines(mustRun(t, "ls", "-i", m.seg)) {
+			ino, name, _ := strings.Cut(strings.TrimSpace(line), " ")
+			if want := strconv.FormatUint(got["segments/"+name], 10); ino != want {
+				t.Errorf("ls -i %s = %s, stat says %s", name, ino, want)
+			}
+		}
+		return got
+	}
+	first := inodes()
+	if first["."] != rootIno || first["segments"] != segmentsIno {
+		t.Errorf("root %d, segments %d", first["."], first["segments"])
+	}
+	seen := make(map[uint64]string)
+	for _, id := range ids {
+		name := "segments/" + id.String()
+		ino := first[name]
+		want, _ := segmentIno(id)
+		if ino != want {
+			t.Errorf("%s: ino %d, want %d", name, ino, want)
+		}
+		if other, dup := seen[ino]; dup {
+			t.Errorf("%s and %s share ino %d", name, other, ino)
+		}
+		seen[ino] = name
+	}
+	// Stable across remounts.
+	if second := inodes(); !mapsEqual(first, second) {
+		t.Errorf("inode numbers changed across remount:\n%v\n%v", first, second)
+	}
+}
+
+func mapsEqual(a, b map[string]uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestStatfs(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	out := mustRun(t, "stat", "-f", "-c", "%S %b %f %a %l", m.seg)
+	var bsize, blocks, free, avail, namelen uint64
+	if _, err := fmt.Sscan(out, &bsize, &blocks, &free, &avail, &namelen); err != nil {
+		t.Fatalf("stat -f: %q: %v", out, err)
+	}
+	if bsize != 4096 || blocks != (10<<30)/4096 || free != (4<<30)/4096 || avail != free || namelen != 255 {
+		t.Fatalf("statfs: bsize %d blocks %d free %d avail %d namelen %d", bsize, blocks, free, avail, namelen)
+	}
+	if df := mustRun(t, "df", "-B1", m.mnt); !strings.Contains(df, "scribefs") || !strings.Contains(df, strconv.Itoa(4<<30)) {
+		t.Fatalf("df:\n%s", df)
+	}
+}
+
+// TestListingWithoutData checks that ls -l, stat and find show sizes and
+// mtimes from Store.Stat and Store.List, fetching no data.
+func TestListingWithoutData(t *testing.T) {
+	store := newTestStore(t, 1<<30)
+	mtime := time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
+	const n = 3000 // more than the listing buffer and many READDIR replies
+	for i := range n {
+		store.put(segment.ID(i*7), []byte(strings.Repeat("x", i%50)), mtime.Add(time.Duration(i)*time.Second))
+	}
+	m := mustMount(t, store, Options{})
+
+	out := mustRun(t, "ls", "-l", "--time-style=+%s", m.seg)
+	lines := strings.Split(strings.TrimSpace(out), "\n")[1:] // "total …" first
+	if len(lines) != n {
+		t.Fatalf("ls -l: %d entries, want %d", len(lines), n)
+	}
+	for _, line := range lines {
+		f := strings.Fields(line)
+		// -rw-r--r-- 1 root root SIZE MTIME NAME
+		id, _ := strconv.Atoi(f[6])
+		i := id / 7
+		if f[0] != "-rw-r--r--" || f[4] != strconv.Itoa(i%50) || f[5] != strconv.FormatInt(mtime.Unix()+int64(i), 10) {
+			t.Fatalf("ls -l line %q", line)
+		}
+	}
+	if got := mustSh(t, `find "$1" -type f | wc -l`, m.seg); strings.TrimSpace(got) != strconv.Itoa(n) {
+		t.Fatalf("find: %s", got)
+	}
+	if got := mustRun(t, "stat", "-c", "%s %Y", m.path("70")); got != fmt.Sprintf("10 %d\n", mtime.Unix()+10) {
+		t.Fatalf("stat = %q", got)
+	}
+	// Ordered by id, as Store.List streams.
+	names := strings.Fields(mustRun(t, "ls", "-U", m.seg))
+	if !slices.IsSortedFunc(names, func(a, b string) int {
+		x, _ := strconv.Atoi(a)
+		y, _ := strconv.Atoi(b)
+		return x - y
+	}) {
+		t.Fatalf("readdir order not by id")
+	}
+	if n := store.Calls("open") + int(store.readAts.Load()); n != 0 {
+		t.Fatalf("listing fetched data: %d opens/reads", n)
+	}
+}
+
+func TestTouchSetsModTime(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	m.store.put(50, []byte("x"), time.Time{})
+	mustRun(t, "touch", "-d", "2001-02-03 04:05:06.5 UTC", m.path("50"))
+	want := time.Date(2001, 2, 3, 4, 5, 6, 5e8, time.UTC)
+	if info, _ := m.store.info(50); !info.ModTime.Equal(want) {
+		t.Fatalf("stored mtime %v, want %v", info.ModTime, want)
+	}
+	if got := mustRun(t, "stat", "-c", "%.9Y", m.path("50")); got != fmt.Sprintf("%d.500000000\n", want.Unix()) {
+		t.Fatalf("stat mtime %q", got)
+	}
+	if m.store.Calls("setmodtime") != 1 {
+		t.Fatalf("SetModTime calls: %d", m.store.Calls("setmodtime"))
+	}
+
+	// cp -p sets the mtime before closing: it is published with the data.
+	src := mustWriteTemp(t, []byte("preserved"))
+	old := time.Date(1999, 12, 31, 23, 59, 59, 0, time.UTC)
+	if err := os.Chtimes(src, old, old); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "cp", "-p", src, m.path("51"))
+	mustStored(t, m.store, 51, "preserved")
+	if info, _ := m.store.info(51); !info.ModTime.Equal(old) {
+		t.Fatalf("cp -p: stored mtime %v, want %v", info.ModTime, old)
+	}
+
+	// touch on a file open for writing, with changes: remembered, then
+	// published.
+	h := startSh(t, `exec 3>>"$1"; printf more >&3; echo ready; read x; exec 3>&-; echo closed`, m.path("50"))
+	h.expect("ready")
+	mustRun(t, "touch", "-d", "2002-01-01 00:00:00 UTC", m.path("50"))
+	h.send("close")
+	h.expect("closed")
+	mustStored(t, m.store, 50, "xmore")
+	if info, _ := m.store.info(50); !info.ModTime.Equal(time.Date(2002, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("stored mtime %v, want 2002-01-01", info.ModTime)
+	}
+}
+
+func TestRsync(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	src := t.TempDir()
+	if err := os.Chmod(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for i, size := range []int{0, 1, 100, 4096, 1 << 20, 3<<20 + 5} {
+		name := strconv.Itoa(100 + i)
+		files[name] = randomBytes(size, uint64(i))
+		if err := os.WriteFile(filepath.Join(src, name), files[name], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mt := time.Date(2020, 1, 1, 0, 0, i, 123456789, time.UTC)
+		os.Chtimes(filepath.Join(src, name), mt, mt)
+	}
+	mustRun(t, "rsync", "-a", src+"/", m.seg+"/")
+	for name, data := range files {
+		id, _ := segment.ParseID(name)
+		mustStored(t, m.store, id, string(data))
+	}
+	if n := len(m.store.ids()); n != len(files) {
+		t.Fatalf("stored %d segments, want %d (temp files stored?)", n, len(files))
+	}
+	// Nothing left to do the second time.
+	if out := mustRun(t, "rsync", "-a", "--itemize-changes", src+"/", m.seg+"/"); out != "" {
+		t.Fatalf("second rsync transferred:\n%s", out)
+	}
+	// And back out.
+	back := t.TempDir()
+	mustRun(t, "rsync", "-a", m.seg+"/", back+"/")
+	mustRun(t, "diff", "-r", src, back)
+}
+
+func TestTarRoundTrip(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	src := t.TempDir()
+	for i := range 5 {
+		data := randomBytes(i*70000, uint64(10+i))
+		if err := os.WriteFile(filepath.Join(src, strconv.Itoa(200+i)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	archive := filepath.Join(t.TempDir(), "a.tar")
+	mustRun(t, "tar", "-C", src, "-cf", archive, ".")
+	mustRun(t, "tar", "-C", m.seg, "-xf", archive)
+	back := t.TempDir()
+	mustSh(t, `tar -C "$1" -cf - . | tar -C "$2" -xf -`, m.seg, back)
+	mustRun(t, "diff", "-r", src, back)
+	// tar restored the mtimes.
+	mustRun(t, "sh", "-c", `test "$(stat -c %Y "$1")" = "$(stat -c %Y "$2")"`, "sh", filepath.Join(src, "203"), m.path("203"))
+}
+
+func TestConcurrentWritersAndReaders(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			data := randomBytes(512<<10+i*1000, uint64(100+i))
+			src := mustWriteTemp(t, data)
+			dst := m.path(strconv.Itoa(300 + i))
+			for round := range 3 {
+				if _, err := sh(t, `cp "$1" "$2" && cmp "$1" "$2" && cat "$2" "$2" > /dev/null`, src, dst); err != nil {
+					errs <- fmt.Errorf("writer %d round %d: %w", i, round, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for i := range 8 {
+		mustStored(t, m.store, segment.ID(300+i), string(randomBytes(512<<10+i*1000, uint64(100+i))))
+	}
+}
+
+func TestMmapAndDirectIO(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	data := randomBytes(1<<20+333, 7)
+	m.store.put(60, data, time.Time{})
+	src := mustWriteTemp(t, data)
+
+	out := filepath.Join(t.TempDir(), "out")
+	mustRun(t, "python3", "-c", `
+import mmap, sys
+with open(sys.argv[1], 'rb') as f, open(sys.argv[2], 'wb') as o:
+    m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    o.write(m[:])`, m.path("60"), out)
+	mustRun(t, "cmp", src, out)
+
+	mustRun(t, "dd", "if="+m.path("60"), "of="+out, "iflag=direct", "bs=64k", "status=none")
+	mustRun(t, "cmp", src, out)
+
+	// Writing through a shared mapping of a file open for writing.
+	mustRun(t, "python3", "-c", `
+import mmap, sys
+with open(sys.argv[1], 'r+b') as f:
+    m = mmap.mmap(f.fileno(), 0)
+    m[0:4] = b'MMAP'
+    m.flush()
+    m.close()`, m.path("60"))
+	want := slices.Clone(data)
+	copy(want, "MMAP")
+	mustStored(t, m.store, 60, string(want))
+}
+
+// TestPageCache checks that a second read of an unchanged segment is served
+// by the kernel's page cache, and that changes are never hidden by it.
+func TestPageCache(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{EntryTimeout: 50 * time.Millisecond, AttrTimeout: 50 * time.Millisecond})
+	data := randomBytes(2<<20, 8)
+	m.store.put(70, data, time.Time{})
+	src := mustWriteTemp(t, data)
+
+	mustRun(t, "cmp", src, m.path("70"))
+	reads := m.store.readAts.Load()
+	mustRun(t, "cmp", src, m.path("70"))
+	if n := m.store.readAts.Load() - reads; n != 0 {
+		t.Errorf("second read fetched %d times; want it served from the page cache", n)
+	}
+
+	// Changed through the mount.
+	mustSh(t, `printf changed | dd of="$1" bs=1 seek=100 conv=notrunc status=none`, m.path("70"))
+	want := slices.Clone(data)
+	copy(want[100:], "changed")
+	mustStored(t, m.store, 70, string(want))
+	if got := mustRun(t, "head", "-c", "107", m.path("70")); got != string(want[:107]) {
+		t.Fatalf("after change through the mount: %q", got[100:])
+	}
+
+	// Changed in the store behind the mount's back.
+	m.store.put(70, []byte("replaced elsewhere"), time.Time{})
+	time.Sleep(100 * time.Millisecond) // the attribute timeout
+	if got := mustRun(t, "cat", m.path("70")); got != "replaced elsewhere" {
+		t.Fatalf("after change in the store: %q", abbreviate(got))
+	}
+}
+
+func TestMountpointChecks(t *testing.T) {
+	requireFUSE(t)
+	store := newTestStore(t, 1<<30)
+	dir := t.TempDir()
+	if _, err := Mount(filepath.Join(dir, "missing"), store, Options{}); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("missing mountpoint: %v", err)
+	}
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	if _, err := Mount(file, store, Options{}); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("file as mountpoint: %v", err)
+	}
+	m := mustMount(t, store, Options{})
+	if _, err := Mount(m.mnt, store, Options{}); err == nil || !strings.Contains(err.Error(), "already mounted") {
+		t.Errorf("second mount: %v", err)
+	}
+}
+
+// TestDeadMountpointIsReused kills a serving process and mounts over the
+// dead mount it left.
+func TestDeadMountpointIsReused(t *testing.T) {
+	requireFUSE(t)
+	dir := t.TempDir()
+	srv := startServer(t, dir)
+	mnt := filepath.Join(dir, "mnt")
+	srv.cmd.Process.Kill()
+	srv.cmd.Wait()
+	if _, err := os.Stat(mnt); err == nil {
+		t.Fatalf("mount still alive after kill")
+	}
+	m := mustMountAt(t, mnt, newTestStore(t, 1<<30), Options{})
+	m.store.put(1, []byte("alive"), time.Time{})
+	if got := mustRun(t, "cat", m.path("1")); got != "alive" {
+		t.Fatalf("cat = %q", got)
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+
+	// A writer that closes within the grace period is published; opens
+	// during shutdown fail.
+	h := startSh(t, `exec 3>"$1"; printf finished >&3; echo ready; read x; exec 3>&-; echo closed`, m.path("80"))
+	h.expect("ready")
+	done := make(chan error, 1)
+	go func() { done <- m.srv.Shutdown(10 * time.Second) }()
+	time.Sleep(100 * time.Millisecond)
+	mustFail(t, "Cannot send after transport endpoint shutdown", "touch", m.path("81"))
+	h.send("close")
+	h.expect("closed")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	m.srv.Wait()
+	mustStored(t, m.store, 80, "finished")
+	mustNotStored(t, m.store, 81)
+	if out := mustRun(t, "cat", "/proc/self/mountinfo"); strings.Contains(out, m.mnt) {
+		t.Fatalf("still mounted")
+	}
+}
+
+func TestShutdownDiscardsOpenWrites(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	m.store.put(82, []byte("old"), time.Time{})
+	h := startSh(t, `exec 3>"$1"; printf abandoned >&3; echo ready; read x; exec 3>&-`, m.path("82"))
+	h.expect("ready")
+	start := time.Now()
+	if err := m.srv.Shutdown(200 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	m.srv.Wait()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Shutdown took %v", d)
+	}
+	h.send("close")
+	h.wait()
+	mustStored(t, m.store, 82, "old")
+	if out := mustRun(t, "cat", "/proc/self/mountinfo"); strings.Contains(out, m.mnt) {
+		t.Fatalf("still mounted")
+	}
+}
+
+// TestExternalUnmount: umount from outside ends Wait.
+func TestExternalUnmount(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	mustRun(t, "umount", m.mnt)
+	waited := make(chan struct{})
+	go func() { m.srv.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return after umount")
+	}
+}

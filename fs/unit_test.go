@@ -1,0 +1,124 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"syscall"
+	"testing"
+
+	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/segment"
+)
+
+func TestSegmentIno(t *testing.T) {
+	reserved := map[uint64]string{0: "invalid", rootIno: "root", segmentsIno: "segments", math.MaxUint64: "go-fuse"}
+	// Unique at the edges. (Folded ids share a number with an id near
+	// 2^63 by design; that is checked below.)
+	edges := []segment.ID{0, 1, 2, 3, 1<<63 - 1, 1 << 63, 1<<63 + 1, foldStart - 1, math.MaxUint64 - 1, math.MaxUint64}
+	seen := make(map[uint64]segment.ID)
+	for _, id := range edges {
+		ino, folded := segmentIno(id)
+		if what, ok := reserved[ino]; ok {
+			t.Errorf("id %d: ino %d is reserved (%s)", id, ino, what)
+		}
+		if ino >= tempBase {
+			t.Errorf("id %d: ino %d in the temp or automatic window", id, ino)
+		}
+		if other, dup := seen[ino]; dup {
+			t.Errorf("ids %d and %d share ino %d", id, other, ino)
+		}
+		seen[ino] = id
+		if folded != (uint64(id) >= foldStart) {
+			t.Errorf("id %d: folded=%v", id, folded)
+		}
+		if ino2, _ := segmentIno(id); ino2 != ino {
+			t.Errorf("id %d: not deterministic", id)
+		}
+	}
+	for _, tc := range []struct {
+		id  segment.ID
+		ino uint64
+	}{
+		{0, 3}, {1, 4}, {1<<63 - 1, 1<<63 + 2}, {1 << 63, 1<<63 + 3},
+		{foldStart - 1, tempBase - 1}, {foldStart, 1<<63 + 3}, {math.MaxUint64, 1<<63 + 3 + (1<<32 + 3)},
+	} {
+		if ino, _ := segmentIno(tc.id); ino != tc.ino {
+			t.Errorf("segmentIno(%d) = %d, want %d", tc.id, ino, tc.ino)
+		}
+	}
+	// A folded id shares its number with an unfolded one, but never its
+	// go-fuse identity.
+	a, b := segmentStableAttr(1<<63, 0), segmentStableAttr(foldStart, 0)
+	if a.Ino != b.Ino || a == b {
+		t.Errorf("folded identities: %+v %+v", a, b)
+	}
+	if a, b := segmentStableAttr(5, 0), segmentStableAttr(5, 1); a == b {
+		t.Errorf("displacement generation ignored")
+	}
+	// Temp numbers stay in their window, clear of the automatic one.
+	for _, n := range []uint64{0, 1, tempWindow - 1, tempWindow, math.MaxUint64} {
+		if ino := tempIno(n); ino < tempBase || ino >= autoBase {
+			t.Errorf("tempIno(%d) = %d outside [%d, %d)", n, ino, uint64(tempBase), uint64(autoBase))
+		}
+	}
+	if autoBase+autoWindow != math.MaxUint64 {
+		t.Errorf("automatic window ends at %d", uint64(autoBase+autoWindow))
+	}
+}
+
+func TestToErrno(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want syscall.Errno
+	}{
+		{nil, 0},
+		{fmt.Errorf("stat 5: %w", backend.ErrNotFound), syscall.ENOENT},
+		{backend.ErrTooLarge, syscall.EFBIG},
+		{fmt.Errorf("put: %w", backend.ErrNoSpace), syscall.ENOSPC},
+		{backend.ErrReadOnly, syscall.EROFS},
+		{backend.ErrPermission, syscall.EACCES},
+		{backend.ErrInvalid, syscall.EINVAL},
+		{fmt.Errorf("%w %q", segment.ErrInvalidID, "x"), syscall.EINVAL},
+		{backend.ErrStale, syscall.ESTALE},
+		{backend.ErrUnavailable, syscall.EIO},
+		{fmt.Errorf("block 3: %w", segment.ErrChecksum), syscall.EIO},
+		{context.DeadlineExceeded, syscall.EIO},
+		{fmt.Errorf("get: %w", context.Canceled), syscall.EINTR},
+		{fmt.Errorf("spool: %w", syscall.ENOSPC), syscall.ENOSPC},
+		{fmt.Errorf("spool: %w", syscall.EDQUOT), syscall.EDQUOT},
+		{errors.New("something else"), syscall.EIO},
+		{errDraftClosed, syscall.EIO},
+	} {
+		if got := toErrno(tc.err); got != tc.want {
+			t.Errorf("toErrno(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kind nameKind
+		id   segment.ID
+	}{
+		{"0", segmentName, 0},
+		{"42", segmentName, 42},
+		{"18446744073709551615", segmentName, math.MaxUint64},
+		{"18446744073709551616", badName, 0},
+		{"007", badName, 0},
+		{"-1", badName, 0},
+		{"abc", badName, 0},
+		{"", badName, 0},
+		{".", badName, 0},
+		{"..", badName, 0},
+		{".5.XXXXXX", tempName, 0},
+		{".swp", tempName, 0},
+	} {
+		kind, id := classify(tc.name)
+		if kind != tc.kind || id != tc.id {
+			t.Errorf("classify(%q) = %v %d, want %v %d", tc.name, kind, id, tc.kind, tc.id)
+		}
+	}
+}

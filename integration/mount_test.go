@@ -251,4 +251,3 @@ func TestColdOutageIsEIO(t *testing.T) {
 		t.Fatalf("cold read after outage: %q", got)
 	}
 }
-

@@ -238,4 +238,3 @@ func (h *handler) done(w http.ResponseWriter, err error) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
-

@@ -265,7 +265,7 @@ print(os.listxattr(sys.argv[1]))`, m.path("1"))
 }
 
 func TestTooLarge(t *testing.T) {
-	m := mustMount(t, newTestStore(t, 1000), Options{})
+	m := mustMount(t, newTestStore(t, 1000), Options{Debug: true})
 
 	mustFail(t, "File too large", "dd", "if=/dev/zero", "of="+m.path("30"), "bs=2000", "count=1", "status=none")
 	mustNotStored(t, m.store, 30)

@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/scribefs/scribefs/backend/s3"
 	"github.com/scribefs/scribefs/fs"
 	"github.com/scribefs/scribefs/internal/control"
 )
@@ -25,6 +29,7 @@ func mountCommand() *cli.Command {
 			&cli.DurationFlag{Name: "grace", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long files open for writing may take to close; writes not closed by then are discarded"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request"},
+			&cli.BoolFlag{Name: "take-over", Usage: "take the bucket's writer lease even from a live holder (that mount stops writing to S3)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -67,6 +72,13 @@ func mountCommand() *cli.Command {
 						log.Info("aborted incomplete uploads left by a crash", "op", "abort-uploads", "count", n)
 					}
 				}()
+			}
+			if a.s3 != nil && !ro {
+				lease, err := acquireLease(ctx, a, cfg.Storage.Hot.Path, c.Bool("take-over"), log)
+				if err != nil {
+					return err
+				}
+				defer lease.Release(context.Background())
 			}
 			ctl, err := control.Serve(control.SocketPath(cfg.Storage.Hot.Path), a.api(mnt), log)
 			if err != nil {
@@ -115,4 +127,37 @@ func mountCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// acquireLease takes the bucket's writer lease for this mount and keeps
+// renewing it; if another writer takes it over, the store stops writing to
+// S3 (hot-tier writes go on, nothing is lost).
+func acquireLease(ctx context.Context, a *assembled, hotPath string, takeOver bool, log *slog.Logger) (*s3.Lease, error) {
+	host, _ := os.Hostname()
+	abs, _ := filepath.Abs(hotPath)
+	lease, err := a.s3.AcquireLease(ctx, s3.LeaseOptions{Holder: host + ":" + abs, PID: os.Getpid(), TakeOver: takeOver})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		t := time.NewTicker(lease.TTL() / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			err := lease.Renew(ctx)
+			if errors.Is(err, s3.ErrLeaseHeld) {
+				log.Error("writer lease lost: no more archival or cold deletes from this mount", "op", "lease", "err", err)
+				a.store.Fence(err)
+				return
+			}
+			if err != nil {
+				log.Warn("could not renew the writer lease; retrying", "op", "lease", "err", err)
+			}
+		}
+	}()
+	return lease, nil
 }

@@ -117,7 +117,23 @@ type Store struct {
 	// archiving serialises archival per segment.
 	archiving sync.Map // segment.ID -> struct{}
 
+	// fenced, when set, is why this store may no longer change the cold
+	// tier (its writer lease was taken over).
+	fenced atomic.Pointer[error]
+
 	stats Counters
+}
+
+// Fence stops every change to the cold tier (archival, cold deletes) with
+// reason; hot reads and writes go on. A mount calls it when another writer
+// takes its lease over.
+func (s *Store) Fence(reason error) { s.fenced.Store(&reason) }
+
+func (s *Store) coldWritable(op string, id segment.ID) error {
+	if p := s.fenced.Load(); p != nil {
+		return fmt.Errorf("%s segment %d: cold tier fenced: %v: %w", op, id, *p, backend.ErrReadOnly)
+	}
+	return nil
 }
 
 // Counters are cumulative operation counts for status and metrics.
@@ -391,6 +407,9 @@ func (s *Store) Delete(ctx context.Context, id segment.ID) error {
 // deleteCold deletes one cold version, falling back to a tombstone when S3
 // is unavailable.
 func (s *Store) deleteCold(ctx context.Context, id segment.ID, version string) error {
+	if err := s.coldWritable("delete", id); err != nil {
+		return err
+	}
 	err := s.cold.Delete(ctx, id, version)
 	switch {
 	case err == nil, errors.Is(err, backend.ErrNotFound), errors.Is(err, backend.ErrStale):
@@ -409,7 +428,7 @@ func (s *Store) deleteCold(ctx context.Context, id segment.ID, version string) e
 
 // ReplayTombstones carries out deletes recorded while S3 was unavailable.
 func (s *Store) ReplayTombstones(ctx context.Context) (done int, err error) {
-	if s.cold == nil || s.cfg.ReadOnly {
+	if s.cold == nil || s.cfg.ReadOnly || s.fenced.Load() != nil {
 		return 0, nil
 	}
 	tombs, err := s.index.Tombstones()
@@ -498,6 +517,9 @@ func (s *Store) Archive(ctx context.Context, id segment.ID) error {
 		return fmt.Errorf("archive segment %d: no cold tier configured", id)
 	}
 	if err := s.writable("archive", id); err != nil {
+		return err
+	}
+	if err := s.coldWritable("archive", id); err != nil {
 		return err
 	}
 	if _, busy := s.archiving.LoadOrStore(id, struct{}{}); busy {

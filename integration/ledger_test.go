@@ -86,7 +86,7 @@ func TestScribeLedgerBucket(t *testing.T) {
 	fixtures := loadFixtures(t)
 	m := e.mount()
 	want := "1\n2\n42\n1000\n1099511627776\n"
-	if got := sh(t, m.Segs(), "ls"); got != want {
+	if got := sh(t, m.Segs(), "ls | sort -n"); got != want {
 		t.Fatalf("ls of the fixtures bucket:\n%s\nwant:\n%s", got, want)
 	}
 	for id, fx := range fixtures {
@@ -144,7 +144,7 @@ func TestScribeLedgerBucket(t *testing.T) {
 	e.s3().DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(objectKey(1))})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		ls := sh(t, m.Segs(), "ls")
+		ls := sh(t, m.Segs(), "ls | sort -n")
 		if strings.Contains(ls, "5000\n") && !strings.HasPrefix(ls, "1\n") {
 			break
 		}

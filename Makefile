@@ -14,7 +14,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 40m
 
 export MINIO_BIN := $(MINIO)
 
-.PHONY: build test minio deps run clean fuzz
+.PHONY: build test minio deps run clean fuzz bench bench-deps
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/scribefs ./cmd/scribefs
@@ -42,6 +42,26 @@ test: deps minio
 	@mkdir -p .tools
 	set -o pipefail; $(GO) test $(TEST_FLAGS) -v ./... 2>&1 | tee .tools/test.log | \
 		grep -E --line-buffered '^(ok|FAIL|--- |panic:|PASS$$)|^\s+--- FAIL|^\s+[A-Za-z0-9_]+\.go:[0-9]+: |Conformance'
+
+# The benchmark harness: baselines, scribefs and the peers (s3fs, rclone
+# mount) in one run against one MinIO. QUICK=1 scales sizes down (CI runs it
+# so the harness keeps working; its results go to .tools, not BENCHMARKS.md).
+BENCH_PACKAGES := fio s3fs rclone
+bench-deps:
+	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		else echo "missing Debian packages:$$missing"; exit 1; fi; \
+	fi
+
+bench: deps bench-deps minio
+	@mkdir -p .tools
+	if [ -n "$(QUICK)" ]; then \
+		QUICK=1 $(GO) run ./bench -out .tools/bench-quick.md -svg .tools/bench-quick.svg; \
+	else \
+		$(GO) run ./bench -out BENCHMARKS.md -svg bench/chart.svg; \
+	fi
 
 # Mount the embedded default (hot tier only) at $(MNT).
 run: build

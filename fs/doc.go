@@ -1,6 +1,99 @@
-// Package fs presents a segment store as a FUSE filesystem (go-fuse v2):
+// Package fs presents a segment store as a FUSE file system (go-fuse v2):
 // MOUNTPOINT/segments/<id> is one regular file per segment.
 //
 // It talks only to the Store interface in store.go and never imports the AWS
-// SDK or bbolt; storage errors become errnos in exactly one function.
+// SDK or bbolt; storage errors become errnos in exactly one function,
+// toErrno.
+//
+// # Using it
+//
+//	srv, err := fs.Mount("/mnt/scribe", store, fs.Options{Logger: log})
+//	if err != nil { … }
+//	go func() { <-sigterm; srv.Shutdown(30 * time.Second) }()
+//	srv.Wait()
+//
+// Mount returns once the kernel has the mount. Shutdown refuses new opens,
+// lets files open for writing finish for a grace period, drops what is still
+// open after it (never publishing it), and unmounts. Wait returns when the
+// file system is gone, whether by Shutdown or by umount from outside.
+//
+// # The tree
+//
+//	/               fixed structure: creating anything here fails (EPERM)
+//	/segments/      one file per segment, named by its canonical decimal id
+//	/segments/.x    names starting with "." are temporary files (rsync's
+//	                .name.XXXXXX, editors' swap files): they live in a spool
+//	                file until renamed onto an id, and are never stored
+//
+// Any other name ("abc", "007", "-1", "18446744073709551616") cannot be
+// created (EINVAL), so every segment has exactly one name. There are no
+// subdirectories, symlinks, hard links, device nodes or fifos (EPERM), and no
+// extended attributes (the kernel is told ENOSYS once and stops asking,
+// which keeps ls -l fast). chmod and chown are accepted and ignored so that
+// rsync -a, tar and cp -p work; files always show 0644.
+//
+// # The nodes
+//
+// Following go-fuse, each kind of node is a small struct embedding
+// gofs.Inode, and each kernel operation it supports is one method, asserted
+// next to it:
+//
+//	rootDir      root.go       the root; Statfs from Store.Space
+//	segmentsDir  segments.go   Lookup (Store.Stat), Create, Unlink
+//	                           (Store.Delete), Rename (Store.Rename or Put);
+//	             namespace.go  which draft and which inode identity a name has;
+//	             publish.go    publishing drafts, truncate, utimes, getattr
+//	dirHandle    dirstream.go  an open segments directory: a lazy listing fed
+//	                           by Store.List from a goroutine
+//	fileNode     file.go       a file: Getattr, Setattr, Open, Read, Write,
+//	                           Flush, Fsync, Release
+//	draft        draft.go      the staged new contents of a file being written
+//	gatedStore   gate.go       the Store, shut once the mount has ended
+//
+// Mount, Options and Server are in mount.go; the inode numbering in ino.go;
+// toErrno in errno.go.
+//
+// # Reading
+//
+// stat, ls -l and find never fetch data: attributes come from Store.Stat and
+// Store.List. Open pins the current version (Store.Open) and the handle reads
+// that version until it is closed, even if the segment is overwritten,
+// deleted or archived meanwhile. Reopening an unchanged segment keeps the
+// kernel's page cache (FOPEN_KEEP_CACHE), so a second cat costs no store
+// reads; a new version, size or mtime drops it.
+//
+// # Writing
+//
+// Writes never go to the store directly and are never held in memory: a file
+// opened for writing gets a draft, a spool file under Store.SpoolDir. An
+// existing segment's bytes are copied into the spool lazily, on the first
+// change (so >> and dd conv=notrunc work); O_TRUNC and truncate are staged
+// like writes. All handles writing one file share its draft, and reads of a
+// file with unpublished changes see the draft (read-your-writes within the
+// mount), as does stat. When a handle that changed the file is closed (FLUSH, which
+// close(2) waits for) or fsynced, the draft replaces the segment in one
+// Store.Put; close returns the Put's error. A file that was only created or
+// emptied (touch, : > f) is published by the last close (RELEASE) instead, so
+// that the duplicate descriptor a shell closes right after opening never
+// publishes an empty version of a segment about to be rewritten. A file may
+// not grow past Store.MaxSegmentBytes (EFBIG); a new file whose writes failed
+// is not stored at all.
+//
+// # Inode numbers
+//
+// A segment's inode number is computed from its id (id+3 for all but the top
+// 2^32+4 ids), so it is the same after a remount; see ino.go for the scheme
+// and its limits.
+//
+// # Caching
+//
+// The kernel caches lookups and attributes for Options.EntryTimeout and
+// AttrTimeout (1 s by default). Changes made through the mount are seen at
+// once; changes made to the store by others show within those timeouts.
+//
+// # What it must not do
+//
+// Touch storage other than through Store; hold a whole file in memory; block
+// the kernel on a notification while it waits for us; publish a version that
+// a writer has not closed.
 package fs

@@ -21,8 +21,8 @@ var errDraftClosed = errors.New("staged file discarded")
 // A draft is the staged next version of one file. Every handle that has a
 // file open for writing shares its draft, so `cat >>` from two shells or a
 // `dd conv=notrunc` next to a reader behave as on a local disk; read-only
-// opens made while a draft exists read it too (read-your-writes within the
-// mount).
+// opens made while it has unpublished changes read it too (read-your-writes
+// within the mount).
 //
 // The bytes live in a spool file created (and immediately unlinked) under
 // Store.SpoolDir, never in memory. A draft opened on an existing segment
@@ -49,12 +49,19 @@ type draft struct {
 	base     Reader   // pinned version the draft started from, until loaded
 	loaded   bool     // the contents are the spool's (base has been copied or dropped)
 	size     int64
-	seq      uint64 // number of changes so far
-	pubSeq   uint64 // changes covered by the last successful publish
-	mtime    time.Time
-	explicit bool  // mtime was set by setattr rather than by a write
-	err      error // first failed write: the draft is then never published
+	seq      uint64    // number of changes so far
+	pubSeq   uint64    // changes covered by the last successful publish
+	mtime    time.Time // of the last change, or as set by utimes
+	err      error     // first failed write: the draft is then never published
 	closed   bool
+	// strong: a pending change gives the file contents (a write, a
+	// truncation to a non-zero size). Changes that only leave it empty
+	// (creation, O_TRUNC) are published by the last close (RELEASE) or
+	// fsync, not by FLUSH: shells and dd close a duplicate descriptor right
+	// after opening, and publishing then would show readers an empty
+	// version of a segment that is about to be rewritten.
+	strong bool
+	fresh  bool // the draft started from nothing (a new file)
 }
 
 // newDraft starts a draft from base, the pinned current version of an
@@ -64,7 +71,7 @@ type draft struct {
 func newDraft(spoolDir string, base Reader) *draft {
 	dr := &draft{spoolDir: spoolDir}
 	if base == nil {
-		dr.loaded = true
+		dr.loaded, dr.fresh = true, true
 		dr.mtime = time.Now()
 		dr.seq = 1
 		return dr
@@ -118,6 +125,12 @@ func (dr *draft) readAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// appendOffset asks writeAt to write at the end of the file, wherever the
+// kernel thinks that is: O_APPEND writes land at the true end even when the
+// kernel's cached size is stale, and appends from several handles never
+// overwrite each other.
+const appendOffset = -1
+
 // writeAt writes p at off and returns the change's sequence number. A write
 // that would make the file larger than limit fails with EFBIG. Any failed
 // write poisons the draft: the application was told that its data did not
@@ -130,6 +143,9 @@ func (dr *draft) writeAt(p []byte, off, limit int64) (uint64, error) {
 	}
 	if dr.err != nil {
 		return 0, dr.err
+	}
+	if off == appendOffset {
+		off = dr.size
 	}
 	end := off + int64(len(p))
 	if off < 0 || end < off {
@@ -153,6 +169,7 @@ func (dr *draft) writeAt(p []byte, off, limit int64) (uint64, error) {
 	}
 	dr.size = max(dr.size, end)
 	dr.touchLocked()
+	dr.strong = true
 	return dr.seq, nil
 }
 
@@ -190,20 +207,20 @@ func (dr *draft) truncate(size, limit int64) (uint64, error) {
 	}
 	dr.size = size
 	dr.touchLocked()
+	dr.strong = dr.strong || size > 0
 	return dr.seq, nil
 }
 
-// setMtime remembers an mtime to publish with (explicit) or records that the
-// file was touched now.
-func (dr *draft) setMtime(t time.Time, explicit bool) {
+// setMtime remembers an mtime to publish with.
+func (dr *draft) setMtime(t time.Time) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
-	dr.mtime, dr.explicit = t, explicit
+	dr.mtime = t
 }
 
 func (dr *draft) touchLocked() {
 	dr.seq++
-	dr.mtime, dr.explicit = time.Now(), false
+	dr.mtime = time.Now()
 }
 
 // loadLocked copies the base version into the spool, or only its first
@@ -251,9 +268,8 @@ func (dr *draft) ensureSpoolLocked() error {
 }
 
 // publish stores the draft as segment id. Unless force is set it does so only
-// when the draft has unpublished changes. A temp file keeps its own mtime
-// (keepMtime); a segment gets the mtime set by setattr, if any, else now.
-func (dr *draft) publish(ctx context.Context, store Store, id segment.ID, force, keepMtime bool) error {
+// when the draft has unpublished changes.
+func (dr *draft) publish(ctx context.Context, store Store, id segment.ID, force bool) error {
 	dr.publishMu.Lock()
 	defer dr.publishMu.Unlock()
 
@@ -271,10 +287,9 @@ func (dr *draft) publish(ctx context.Context, store Store, id segment.ID, force,
 		dr.mu.RUnlock()
 		return nil
 	}
+	// The mtime of the last change (or the one set by utimes): what stat
+	// showed while the file was being written, and what it shows after.
 	mtime := dr.mtime
-	if !dr.explicit && !keepMtime {
-		mtime = time.Now()
-	}
 	var r io.Reader
 	switch {
 	case !dr.loaded:
@@ -292,20 +307,32 @@ func (dr *draft) publish(ctx context.Context, store Store, id segment.ID, force,
 	dr.mu.Lock()
 	if seq > dr.pubSeq {
 		dr.pubSeq = seq
-	}
-	if !dr.explicit {
-		dr.mtime = mtime
+		dr.strong = false
 	}
 	dr.mu.Unlock()
 	return nil
 }
 
-// markPublished records that the current contents are stored (after a rename
-// published them).
-func (dr *draft) markPublished() {
-	dr.mu.Lock()
-	dr.pubSeq = dr.seq
-	dr.mu.Unlock()
+// failedNew reports whether the draft is a new file whose writes failed.
+func (dr *draft) failedNew() bool {
+	dr.mu.RLock()
+	defer dr.mu.RUnlock()
+	return dr.fresh && dr.err != nil
+}
+
+// failed reports whether a write failed.
+func (dr *draft) failed() bool {
+	dr.mu.RLock()
+	defer dr.mu.RUnlock()
+	return dr.err != nil
+}
+
+// pending reports whether the draft has unpublished changes, and whether any
+// of them is more than emptying the file.
+func (dr *draft) pending() (dirty, strong bool) {
+	dr.mu.RLock()
+	defer dr.mu.RUnlock()
+	return dr.seq > dr.pubSeq, dr.strong
 }
 
 // ensureLoaded copies the base version into the spool (renaming a segment to

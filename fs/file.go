@@ -28,15 +28,25 @@ type fileNode struct {
 	origin    segment.ID // the segment the node's inode number was computed from
 	counted   bool       // counted in dir.displaced
 	forgotten bool       // the kernel forgot the node
-	// cacheKey identifies the version whose pages the kernel may hold
-	// for this node; "" when unknown (after writes).
-	cacheKey string
+	// The kernel keeps one page cache per inode, shared by all handles.
+	// cacheKey is the version whose pages it may hold ("" for none known)
+	// and cacheUsers the handles reading through it.
+	cacheKey   string
+	cacheUsers int
 }
 
-// versionKey identifies a stored version for page-cache purposes: a new
-// version, size or mtime means the kernel's cached pages may be stale.
+// versionKey identifies a stored version's bytes for page-cache purposes;
+// "" when the store cannot tell versions apart, and the cache is then never
+// kept.
 func versionKey(info segment.Info) string {
-	return info.Version + "/" + strconv.FormatInt(info.Size, 10) + "/" + strconv.FormatInt(info.ModTime.UnixNano(), 10)
+	if info.Version == "" && info.Sums == nil {
+		return ""
+	}
+	key := info.Version + "/" + strconv.FormatInt(info.Size, 10) + "/" + strconv.FormatInt(info.ModTime.UnixNano(), 10)
+	if info.Sums != nil {
+		key += "/" + strconv.FormatUint(uint64(info.Sums.Whole), 16)
+	}
+	return key
 }
 
 // attr returns what an open handle sees.
@@ -72,8 +82,7 @@ func (n *fileNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 		}
 	}
 	if mtime, ok := in.GetMTime(); ok {
-		explicit := in.Valid&fuse.FATTR_MTIME_NOW == 0
-		if errno := n.dir.setMtime(ctx, n, h, mtime, explicit); errno != 0 {
+		if errno := n.dir.setMtime(ctx, n, h, mtime); errno != 0 {
 			return errno
 		}
 	}
@@ -94,16 +103,17 @@ var _ = (gofs.NodeOpener)((*fileNode)(nil))
 
 // Open pins what the handle will read. A read-only open of a segment pins its
 // current version (Store.Open) and reads it until release, whatever happens
-// to the segment meanwhile; it keeps the kernel's page cache when that
-// version is the one last opened on this node, so a second cat is served
-// from memory. An open for writing (or of a file being written) shares the
-// file's draft.
+// to the segment meanwhile. An open for writing, or a read-only open of a
+// file with unpublished changes, shares the file's draft instead.
 //
-// Handles on a draft bypass the page cache (FOPEN_DIRECT_IO), so that the
-// kernel's one page cache per inode only ever holds stored versions: a write
-// invalidates the cached range instead of filling it with unpublished bytes,
-// and a reader pinned to the previous version re-reads it from its pinned
-// Reader. Shared mmap still works (CAP_DIRECT_IO_ALLOW_MMAP).
+// The kernel has one page cache per inode, so it may only ever hold one
+// version. A pinned reader uses it, keeping what is cached
+// (FOPEN_KEEP_CACHE) when its version is the one cached, so that a second
+// cat is served from memory, and dropping it otherwise; but while readers of
+// another version still use it, a reader of a newer version bypasses it
+// (FOPEN_DIRECT_IO) rather than read their pages. Handles on a draft always
+// bypass it: a write invalidates the cached range instead of filling it with
+// unpublished bytes. Shared mmap still works (CAP_DIRECT_IO_ALLOW_MMAP).
 func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	d := n.dir
 	fsys := d.fsys
@@ -119,33 +129,46 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	}
 
 	name := d.nameOf(n)
-	if dr := d.attachDraft(name); dr != nil {
+	kind, id := classify(name)
+	if dr := d.attachDraft(name); dr != nil && kind == segmentName && !dr.dirty() {
+		// Everything in the draft is stored (its writers flushed, or
+		// have not written yet): pin the stored version like any reader.
+		d.releaseDraft(dr)
+	} else if dr != nil {
 		h := &openFile{node: n, draft: dr}
-		d.mu.Lock()
-		n.cacheKey = ""
-		d.mu.Unlock()
 		fsys.addHandle(h)
 		return h, fuse.FOPEN_NOFLUSH | fuse.FOPEN_DIRECT_IO, 0
 	}
-	kind, id := classify(name)
 	if kind != segmentName {
-		return nil, 0, syscall.ENOENT
+		return nil, 0, syscall.ESTALE
 	}
 	r, err := fsys.store.Open(ctx, id)
 	if err != nil {
-		return nil, 0, fsys.fail("open", name, err)
-	}
-	key := versionKey(r.Info())
-	d.mu.Lock()
-	keep := n.cacheKey != "" && n.cacheKey == key
-	n.cacheKey = key
-	d.mu.Unlock()
-	// Read-only handles have nothing to flush on close.
-	fuseFlags := uint32(fuse.FOPEN_NOFLUSH)
-	if keep {
-		fuseFlags |= fuse.FOPEN_KEEP_CACHE
+		return nil, 0, d.vanished(fsys.fail("open", name, err))
 	}
 	h := &openFile{node: n, reader: r}
+	// Read-only handles have nothing to flush on close.
+	fuseFlags := uint32(fuse.FOPEN_NOFLUSH)
+	key := versionKey(r.Info())
+	d.mu.Lock()
+	switch {
+	case n.cacheUsers > 0 && key != "" && key == n.cacheKey:
+		fuseFlags |= fuse.FOPEN_KEEP_CACHE
+		h.cached = true
+	case n.cacheUsers > 0:
+		fuseFlags |= fuse.FOPEN_DIRECT_IO // others read another version through the cache
+	default:
+		// Without KEEP_CACHE the kernel drops the cached pages.
+		if key != "" && key == n.cacheKey {
+			fuseFlags |= fuse.FOPEN_KEEP_CACHE
+		}
+		n.cacheKey = key
+		h.cached = true
+	}
+	if h.cached {
+		n.cacheUsers++
+	}
+	d.mu.Unlock()
 	fsys.addHandle(h)
 	return h, fuseFlags, 0
 }
@@ -162,16 +185,16 @@ func (n *fileNode) openWrite(ctx context.Context, flags uint32) (gofs.FileHandle
 	case segmentName:
 		var err error
 		if dr, _, err = d.openSegmentDraft(ctx, id, false, false); err != nil {
-			return nil, 0, d.fsys.fail("open", name, err)
+			return nil, 0, d.vanished(d.fsys.fail("open", name, err))
 		}
 	case tempName:
 		if dr = d.attachDraft(name); dr == nil {
-			return nil, 0, syscall.ENOENT
+			return nil, 0, syscall.ESTALE
 		}
 	default:
 		return nil, 0, syscall.ENOENT
 	}
-	h := &openFile{node: n, draft: dr, write: true}
+	h := &openFile{node: n, draft: dr, write: true, append: flags&syscall.O_APPEND != 0}
 	if flags&syscall.O_TRUNC != 0 {
 		// Staged like any write: published on close, never before.
 		seq, err := dr.truncate(0, d.fsys.store.MaxSegmentBytes())
@@ -181,9 +204,6 @@ func (n *fileNode) openWrite(ctx context.Context, flags uint32) (gofs.FileHandle
 		}
 		h.wroteSeq = seq
 	}
-	d.mu.Lock()
-	n.cacheKey = ""
-	d.mu.Unlock()
 	d.fsys.addHandle(h)
 	return h, fuse.FOPEN_DIRECT_IO, 0
 }
@@ -214,6 +234,9 @@ func (n *fileNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, of
 	h, ok := f.(*openFile)
 	if !ok || !h.write {
 		return 0, syscall.EBADF
+	}
+	if h.append {
+		off = appendOffset
 	}
 	seq, err := h.draft.writeAt(data, off, n.dir.fsys.store.MaxSegmentBytes())
 	if err != nil {
@@ -289,6 +312,11 @@ func (n *fileNode) Release(ctx context.Context, f gofs.FileHandle) syscall.Errno
 	}
 	if !n.dir.fsys.removeHandle(h) {
 		return 0 // closed at unmount already
+	}
+	if h.cached {
+		n.dir.mu.Lock()
+		n.cacheUsers--
+		n.dir.mu.Unlock()
 	}
 	if h.reader != nil {
 		h.reader.Close()

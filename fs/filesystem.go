@@ -36,7 +36,8 @@ const (
 
 // filesystem is the state shared by all nodes of one mount.
 type filesystem struct {
-	store    Store
+	store    Store // gate, as a Store
+	gate     *gatedStore
 	log      *slog.Logger
 	readOnly bool
 	uid, gid uint32
@@ -57,8 +58,10 @@ type filesystem struct {
 
 func newFilesystem(store Store, opts Options, log *slog.Logger) *filesystem {
 	ctx, cancel := context.WithCancel(context.Background())
+	gate := &gatedStore{Store: store}
 	fsys := &filesystem{
-		store:    store,
+		store:    gate,
+		gate:     gate,
 		log:      log,
 		readOnly: opts.ReadOnly,
 		uid:      uint32(os.Getuid()),
@@ -78,10 +81,13 @@ type openFile struct {
 	reader Reader // pinned version; nil when the handle uses a draft
 	draft  *draft
 	write  bool
+	append bool // O_APPEND
+	cached bool // reads go through the node's page cache (see fileNode.Open)
 	// wroteSeq is the draft change this handle made last: the handle is
-	// dirty while the draft has not published that change. Guarded by
-	// draft.mu.
-	wroteSeq uint64
+	// dirty while the draft has not published that change. failedSeq is
+	// wroteSeq when a publish for this handle failed: its close reported
+	// the error, so RELEASE does not try again. Guarded by draft.mu.
+	wroteSeq, failedSeq uint64
 }
 
 // dirty reports whether this handle changed the draft since it was last
@@ -93,6 +99,21 @@ func (h *openFile) dirty() bool {
 	h.draft.mu.RLock()
 	defer h.draft.mu.RUnlock()
 	return h.wroteSeq > h.draft.pubSeq
+}
+
+// publishFailed records that publishing this handle's changes failed.
+func (h *openFile) publishFailed() {
+	h.draft.mu.Lock()
+	h.failedSeq = h.wroteSeq
+	h.draft.mu.Unlock()
+}
+
+// retryable reports whether the handle made changes since a publish of its
+// changes failed (or none failed).
+func (h *openFile) retryable() bool {
+	h.draft.mu.RLock()
+	defer h.draft.mu.RUnlock()
+	return h.wroteSeq > h.failedSeq
 }
 
 // wrote records a change this handle made.
@@ -139,10 +160,13 @@ func (fsys *filesystem) openWriters() int {
 	return fsys.writers
 }
 
-// cleanup runs once serving has ended: the kernel will send no RELEASE for
-// handles still open, so their pinned versions and spools are closed here.
+// cleanup runs once serving has ended (or Shutdown gave up waiting for it):
+// no store call is made after it returns, and the pinned versions and spools
+// of handles still open are closed, since the kernel will send no RELEASE
+// for them.
 func (fsys *filesystem) cleanup() {
-	fsys.cancel()
+	fsys.cancel() // ends directory listings
+	fsys.gate.close()
 	fsys.mu.Lock()
 	handles := fsys.handles
 	fsys.handles = make(map[*openFile]struct{})

@@ -214,7 +214,12 @@ type heldShell struct {
 
 func startSh(t *testing.T, script string, args ...string) *heldShell {
 	t.Helper()
-	cmd := exec.Command("sh", append([]string{"-c", script, "sh"}, args...)...)
+	return startCmd(t, "sh", append([]string{"-c", script, "sh"}, args...)...)
+}
+
+func startCmd(t *testing.T, name string, args ...string) *heldShell {
+	t.Helper()
+	cmd := exec.Command(name, args...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -248,6 +253,32 @@ func startSh(t *testing.T, script string, args ...string) *heldShell {
 			t.Logf("held shell stderr: %s", stderr.String())
 		}
 	})
+	return h
+}
+
+// holdWriterScript opens $1 for writing (mode trunc or append), writes $3,
+// says "ready", and closes the file when told: unlike a shell redirection it
+// never closes a duplicate descriptor (which flushes) in between.
+const holdWriterScript = `
+import os, sys
+flags = {'trunc': os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 'append': os.O_WRONLY | os.O_APPEND | os.O_CREAT}[sys.argv[2]]
+fd = os.open(sys.argv[1], flags, 0o644)
+os.write(fd, sys.argv[3].encode())
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    os.close(fd)
+    print("closed", flush=True)
+except OSError as e:
+    print("close failed: %d" % e.errno, flush=True)
+sys.stdin.readline()
+`
+
+// startWriter holds path open for writing, with data written, until close.
+func startWriter(t *testing.T, path, mode, data string) *heldShell {
+	t.Helper()
+	h := startCmd(t, "python3", "-c", holdWriterScript, path, mode, data)
+	h.expect("ready")
 	return h
 }
 
@@ -310,6 +341,21 @@ func mustStored(t *testing.T, s *memStore, id segment.ID, want string) {
 	if string(got) != want {
 		t.Fatalf("segment %d = %q, want %q", id, abbreviate(string(got)), abbreviate(want))
 	}
+}
+
+// eventuallyStored is mustStored for files that were only created or
+// emptied: those are published by RELEASE, which the kernel sends after
+// close(2) has returned.
+func eventuallyStored(t *testing.T, s *memStore, id segment.ID, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if got, ok := s.get(id); ok && string(got) == want {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mustStored(t, s, id, want)
 }
 
 func mustNotStored(t *testing.T, s *memStore, id segment.ID) {

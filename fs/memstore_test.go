@@ -28,6 +28,17 @@ type memStore struct {
 	calls map[string]int // operation → count
 
 	readAts atomic.Int64 // ReadAt calls on readers: data fetched
+
+	failPut atomic.Pointer[error] // when set, Put fails with it
+}
+
+// setFailPut makes Put fail with err (nil: succeed again).
+func (s *memStore) setFailPut(err error) {
+	if err == nil {
+		s.failPut.Store(nil)
+		return
+	}
+	s.failPut.Store(&err)
 }
 
 type memSegment struct {
@@ -116,21 +127,29 @@ func (r *memReader) Info() segment.Info { return r.info }
 func (r *memReader) Close() error       { return nil }
 
 func (s *memStore) Put(ctx context.Context, id segment.ID, r io.Reader, size int64, mtime time.Time) (segment.Info, error) {
-	data, err := io.ReadAll(io.LimitReader(r, s.max+1))
-	if err != nil {
-		return segment.Info{}, err
+	if err := s.failPut.Load(); err != nil {
+		return segment.Info{}, fmt.Errorf("put %d: %w", id, *err)
 	}
-	if int64(len(data)) > s.max {
+	if size > s.max {
 		return segment.Info{}, fmt.Errorf("put %d: %w", id, backend.ErrTooLarge)
 	}
-	if int64(len(data)) != size {
-		return segment.Info{}, fmt.Errorf("put %d: got %d bytes, announced %d: %w", id, len(data), size, backend.ErrInvalid)
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return segment.Info{}, fmt.Errorf("put %d: %w: %v", id, backend.ErrInvalid, err)
 	}
-	return s.put(id, data, mtime), nil
+	if n, _ := r.Read(make([]byte, 1)); n != 0 {
+		return segment.Info{}, fmt.Errorf("put %d: more than %d bytes: %w", id, size, backend.ErrInvalid)
+	}
+	return s.store(id, data, mtime), nil
 }
 
 // put stores a segment directly, as another process using the store would.
 func (s *memStore) put(id segment.ID, data []byte, mtime time.Time) segment.Info {
+	return s.store(id, bytes.Clone(data), mtime)
+}
+
+// store keeps data, which nobody else may modify.
+func (s *memStore) store(id segment.ID, data []byte, mtime time.Time) segment.Info {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.count("put")
@@ -140,7 +159,7 @@ func (s *memStore) put(id segment.ID, data []byte, mtime time.Time) segment.Info
 	s.gen++
 	info := segment.Info{ID: id, Size: int64(len(data)), ModTime: mtime, Tier: segment.TierHot,
 		Version: strconv.Itoa(s.gen), WrittenAt: time.Now()}
-	s.segs[id] = memSegment{data: bytes.Clone(data), info: info}
+	s.segs[id] = memSegment{data: data, info: info}
 	return info
 }
 

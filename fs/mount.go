@@ -29,7 +29,8 @@ type Options struct {
 	// /etc/fuse.conf). Permissions are then enforced by the kernel from the
 	// modes shown (default_permissions, always set): segments are 0644.
 	AllowOther bool
-	// Debug logs every FUSE request and reply at debug level.
+	// Debug logs every FUSE request and reply (at info level, so that the
+	// trace shows whatever the logger's level).
 	Debug bool
 	// EntryTimeout and AttrTimeout are how long the kernel may cache a name
 	// lookup and a file's attributes without asking again. Zero means the
@@ -120,11 +121,14 @@ func Mount(mountpoint string, store Store, opts Options) (*Server, error) {
 		// files open for writing, which bypass the page cache, can still
 		// be mmapped shared.
 		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_DIRECT_IO_ALLOW_MMAP,
+		// Reads return bytes, never a file descriptor to splice from:
+		// trying to splice them only costs a pipe setup per READ.
+		DisableSplice: true,
 		// The kernel checks permissions against the modes shown, which
 		// matters with AllowOther.
 		Options: []string{"default_permissions"},
 		Debug:   opts.Debug,
-		Logger:  slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		Logger:  slog.NewLogLogger(log.Handler(), slog.LevelInfo),
 	}
 	if opts.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
@@ -144,6 +148,7 @@ func Mount(mountpoint string, store Store, opts Options) (*Server, error) {
 		fsys.cancel()
 		return nil, fmt.Errorf("mount %s: %w", mnt, err)
 	}
+	raiseReadahead(mnt, log)
 	s := &Server{fsys: fsys, fuse: fsrv, mountpoint: mnt, done: make(chan struct{})}
 	go func() {
 		fsrv.Wait()
@@ -166,8 +171,10 @@ func (s *Server) Wait() { <-s.done }
 // open for writing get up to grace to be closed, and are published as usual
 // when they are; writes still open after that are discarded, never
 // published (their close fails with EIO). Then the file system is
-// unmounted; if readers still hold files open, it is detached lazily and the
-// connection aborted.
+// unmounted; if files are still open, it is detached lazily (and the
+// connection aborted through fusectl, when that is mounted), the processes
+// holding them get EIO, and the store is not used again once Shutdown
+// returns.
 func (s *Server) Shutdown(grace time.Duration) error {
 	s.stopMu.Lock()
 	defer s.stopMu.Unlock()
@@ -189,8 +196,7 @@ func (s *Server) Shutdown(grace time.Duration) error {
 	if n := fsys.openWriters(); n > 0 {
 		fsys.log.Warn("discarding unpublished writes of files still open", "files", n, "grace", grace)
 	}
-	// Set even when no writer is left: a file opened for writing through a
-	// descriptor opened before closing must not be published from now on.
+	// From here on nothing is published: what is still open is dropped.
 	fsys.discard.Store(true)
 
 	if err := s.fuse.Unmount(); err == nil {
@@ -203,15 +209,17 @@ func (s *Server) Shutdown(grace time.Duration) error {
 	if err := lazyUnmount(s.mountpoint); err != nil {
 		return fmt.Errorf("unmount %s: %w", s.mountpoint, err)
 	}
-	if haveDev {
-		abortConnection(dev)
+	if haveDev && abortConnection(dev) {
+		select {
+		case <-s.done:
+			return nil
+		case <-time.After(abortWait):
+		}
 	}
-	select {
-	case <-s.done:
-	case <-time.After(abortWait):
-		fsys.log.Warn("connection still in use after unmount; closing files anyway", "mountpoint", s.mountpoint)
-		s.finish()
-	}
+	// Processes still hold files open on the detached mount. They get EIO
+	// from now on; the store is not used again.
+	fsys.log.Warn("files still open after unmount; they fail from now on", "mountpoint", s.mountpoint)
+	s.finish()
 	return nil
 }
 
@@ -221,8 +229,24 @@ func prepareMountpoint(path string, log *slog.Logger) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("mountpoint %s: %w", path, err)
 	}
+	// Resolve symlinks in the parent only: the mountpoint itself may be a
+	// dead mount that cannot be resolved.
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(mnt)); err == nil {
+		mnt = filepath.Join(dir, filepath.Base(mnt))
+	}
 	fi, err := os.Stat(mnt)
-	if errors.Is(err, syscall.ENOTCONN) {
+	dead := errors.Is(err, syscall.ENOTCONN)
+	if err == nil && fuseMountedAt(mnt) {
+		// stat may have been answered from the kernel's cache; statfs
+		// always reaches the server.
+		var st syscall.Statfs_t
+		serr := syscall.Statfs(mnt, &st)
+		if !errors.Is(serr, syscall.ENOTCONN) {
+			return "", fmt.Errorf("mountpoint %s is already mounted (a FUSE file system is served there)", mnt)
+		}
+		dead = true
+	}
+	if dead {
 		log.Warn("mountpoint is a dead FUSE mount; unmounting it", "mountpoint", mnt)
 		if uerr := lazyUnmount(mnt); uerr != nil {
 			return "", fmt.Errorf("mountpoint %s is a dead FUSE mount (transport endpoint is not connected) and unmounting it failed: %w", mnt, uerr)
@@ -237,16 +261,17 @@ func prepareMountpoint(path string, log *slog.Logger) (string, error) {
 	case !fi.IsDir():
 		return "", fmt.Errorf("mountpoint %s is not a directory", mnt)
 	}
-	if real, err := filepath.EvalSymlinks(mnt); err == nil {
-		mnt = real
-	}
-	// stat succeeded, so a FUSE file system mounted here is alive.
+	return mnt, nil
+}
+
+// fuseMountedAt reports whether a FUSE file system is mounted at mnt.
+func fuseMountedAt(mnt string) bool {
 	for _, m := range mountEntries() {
 		if m.mountPoint == mnt && (m.fsType == "fuse" || strings.HasPrefix(m.fsType, "fuse.")) {
-			return "", fmt.Errorf("mountpoint %s is already mounted (%s, served by a live process)", mnt, m.fsType)
+			return true
 		}
 	}
-	return mnt, nil
+	return false
 }
 
 // lazyUnmount detaches a mount even if it is busy or its server is gone.
@@ -335,9 +360,25 @@ func mountDevice(mnt string) (uint32, bool) {
 	return found.minor, ok
 }
 
+// raiseReadahead lifts the kernel's readahead for the mount to maxRequest.
+// MaxReadAhead can only lower the 128 KiB the kernel offers at INIT; the
+// backing device's read_ahead_kb (root only) is what allows more, so that a
+// sequential read of a cold segment costs one request per MiB. Best effort.
+func raiseReadahead(mnt string, log *slog.Logger) {
+	for _, m := range mountEntries() {
+		if m.mountPoint != mnt || !strings.HasPrefix(m.fsType, "fuse") {
+			continue
+		}
+		path := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", m.major, m.minor)
+		if err := os.WriteFile(path, []byte(strconv.Itoa(maxRequest>>10)), 0); err != nil {
+			log.Debug("could not raise readahead", "path", path, "err", err)
+		}
+	}
+}
+
 // abortConnection cuts a FUSE connection through fusectl, if it is mounted:
 // every request in flight and to come fails, and the server's loop ends.
-func abortConnection(minor uint32) {
+func abortConnection(minor uint32) bool {
 	path := filepath.Join("/sys/fs/fuse/connections", strconv.FormatUint(uint64(minor), 10), "abort")
-	os.WriteFile(path, []byte("1"), 0)
+	return os.WriteFile(path, []byte("1"), 0) == nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -119,6 +121,20 @@ func TestClassify(t *testing.T) {
 		kind, id := classify(tc.name)
 		if kind != tc.kind || id != tc.id {
 			t.Errorf("classify(%q) = %v %d, want %v %d", tc.name, kind, id, tc.kind, tc.id)
+		}
+	}
+}
+
+// TestImports keeps the layers apart: the file system sees storage only
+// through Store, never the AWS SDK or bbolt.
+func TestImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/aws/") || strings.HasPrefix(pkg, "go.etcd.io/bbolt") {
+			t.Errorf("fs depends on %s", pkg)
 		}
 	}
 }

@@ -1,0 +1,239 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/scribefs/scribefs/backend"
+)
+
+// Publishing drafts, and the attribute changes that go through them.
+
+// published is called after a node's draft was stored: the kernel's cached
+// attributes (mtime) are refreshed. (The page cache needs nothing: the new
+// version has a new key, so the next open drops what is cached.)
+func (d *segmentsDir) published(n *fileNode) {
+	// Offset -1 invalidates the attributes only: writes bypassed the page
+	// cache. Asynchronously, because the kernel handles the notification
+	// under locks that a request in flight on this inode may hold.
+	go n.NotifyContent(-1, 0)
+}
+
+// flush publishes the draft of handle h if h changed it. It runs for
+// close(2) (FLUSH), fsync and RELEASE; the result of the Put is what close
+// returns. RELEASE publishes what FLUSH left (changes that only emptied the
+// file, writes through a shared mapping after close) but does not retry a
+// publish whose failure close already reported.
+func (d *segmentsDir) flush(ctx context.Context, h *openFile, op string) syscall.Errno {
+	if !h.dirty() {
+		return 0
+	}
+	if op == "release" && !h.retryable() {
+		return 0 // close already reported the failure; the old version stays
+	}
+	if dirty, strong := h.draft.pending(); op == "flush" && dirty && !strong && !h.draft.failed() {
+		return 0 // only emptied so far: published by RELEASE (see draft.strong)
+	}
+	if d.fsys.discard.Load() {
+		return syscall.EIO // unmounting: writes still open after the grace period are dropped
+	}
+	// The caller's close must not be undone by a signal arriving during
+	// the Put (Go programs get SIGURG all the time).
+	ctx = context.WithoutCancel(ctx)
+	for {
+		d.mu.Lock()
+		name := h.draft.name
+		d.mu.Unlock()
+		kind, id := classify(name)
+		if kind != segmentName {
+			return 0 // a temp file, or unlinked: nothing to store
+		}
+		unlock := d.lockNames(name)
+		d.mu.Lock()
+		moved := h.draft.name != name
+		d.mu.Unlock()
+		if moved {
+			unlock()
+			continue
+		}
+		err := h.draft.publish(ctx, d.fsys.store, id, false)
+		if err == nil {
+			unlock()
+			d.published(h.node)
+			return 0
+		}
+		h.publishFailed()
+		failed := h.draft.failedNew()
+		if failed {
+			d.abandonLocked(h.draft, name)
+		}
+		unlock()
+		if failed {
+			// The kernel still has a positive entry for the name; a
+			// stat right after close must not find the file. The
+			// closing process holds no lock of the directory, and the
+			// name lock is released, so this cannot wait on us.
+			d.NotifyEntry(name)
+		}
+		return d.fsys.fail(op, name, err)
+	}
+}
+
+// abandonLocked gives up a new file whose writes failed (EFBIG, ENOSPC…):
+// it was never stored, and now it disappears from the directory too. The
+// caller holds the name lock.
+func (d *segmentsDir) abandonLocked(dr *draft, name string) {
+	d.mu.Lock()
+	d.unbindLocked(dr)
+	d.mu.Unlock()
+	d.markUnlinked(name)
+}
+
+// attrOf fills out the attributes of node n; h is an open handle of n, if
+// the kernel (or go-fuse) named one.
+func (d *segmentsDir) attrOf(ctx context.Context, n *fileNode, h *openFile, out *fuse.Attr) syscall.Errno {
+	d.mu.Lock()
+	name, unlinked := n.name, n.unlinked
+	dr := d.draftLocked(name)
+	d.mu.Unlock()
+	if !unlinked {
+		if dr != nil {
+			size, mtime := dr.attr()
+			d.fsys.fileAttr(out, size, mtime, 1)
+			return 0
+		}
+		if kind, id := classify(name); kind == segmentName {
+			info, err := d.fsys.store.Stat(ctx, id)
+			if err == nil {
+				d.fsys.fileAttr(out, info.Size, info.ModTime, 1)
+				return 0
+			}
+			if h == nil || !errors.Is(err, backend.ErrNotFound) {
+				return d.vanished(d.fsys.fail("getattr", name, err))
+			}
+		}
+	}
+	if h == nil {
+		if unlinked {
+			return syscall.ENOENT
+		}
+		return syscall.ESTALE
+	}
+	// Unlinked but open (fstat after unlink): what the handle sees.
+	size, mtime := h.attr()
+	d.fsys.fileAttr(out, size, mtime, 0)
+	return 0
+}
+
+// vanished turns ENOENT for a file the kernel still knows by name into
+// ESTALE. The file went away behind the kernel's back (deleted from the
+// store by someone else, or a new file that was never stored), and the
+// kernel's cached entry is stale: on ESTALE the kernel looks the path up
+// again and retries, so open(O_CREAT) then creates the file instead of
+// failing, and stat reports ENOENT.
+func (d *segmentsDir) vanished(errno syscall.Errno) syscall.Errno {
+	if errno == syscall.ENOENT {
+		return syscall.ESTALE
+	}
+	return errno
+}
+
+// truncate sets the size of the file behind node n. Through a handle open for
+// writing it is staged like a write (O_TRUNC, ftruncate); by path
+// (truncate(2)) it takes effect at once.
+func (d *segmentsDir) truncate(ctx context.Context, n *fileNode, h *openFile, size uint64) syscall.Errno {
+	limit := d.fsys.store.MaxSegmentBytes()
+	if size > uint64(limit) {
+		return syscall.EFBIG
+	}
+	if h != nil && h.write {
+		seq, err := h.draft.truncate(int64(size), limit)
+		if err != nil {
+			return d.fsys.fail("truncate", d.nameOf(n), err)
+		}
+		h.wrote(seq)
+		return 0
+	}
+	name, unlock, errno := d.lockBinding(n)
+	if errno != 0 {
+		return errno
+	}
+	defer unlock()
+	kind, id := classify(name)
+	dr := d.attachDraft(name)
+	release := func() { d.releaseDraft(dr) }
+	if dr == nil {
+		if kind != segmentName {
+			return syscall.ENOENT
+		}
+		r, err := d.fsys.store.Open(ctx, id)
+		if err != nil {
+			return d.vanished(d.fsys.fail("truncate", name, err))
+		}
+		dr = newDraft(d.fsys.store.SpoolDir(), r)
+		release = dr.close
+	}
+	defer release()
+	if _, err := dr.truncate(int64(size), limit); err != nil {
+		return d.fsys.fail("truncate", name, err)
+	}
+	if kind == segmentName {
+		if err := dr.publish(context.WithoutCancel(ctx), d.fsys.store, id, false); err != nil {
+			return d.fsys.fail("truncate", name, err)
+		}
+		d.published(n)
+	}
+	return 0
+}
+
+// setMtime applies utimes. A file with unpublished changes remembers the
+// mtime and publishes with it (cp -p, rsync and tar set it before close);
+// otherwise it is stored at once with Store.SetModTime.
+func (d *segmentsDir) setMtime(ctx context.Context, n *fileNode, h *openFile, mtime time.Time) syscall.Errno {
+	var dr *draft
+	if h != nil && h.draft != nil {
+		dr = h.draft
+	} else {
+		d.mu.Lock()
+		name, unlinked := n.name, n.unlinked
+		d.mu.Unlock()
+		if unlinked {
+			return syscall.ENOENT
+		}
+		if dr = d.attachDraft(name); dr != nil {
+			defer d.releaseDraft(dr)
+		} else {
+			if kind, _ := classify(name); kind != segmentName {
+				return syscall.ENOENT
+			}
+		}
+	}
+	name := d.nameOf(n)
+	if dr != nil {
+		// Holding publishMu: a publish in progress would not see the
+		// new mtime, so wait for it and then decide.
+		dr.publishMu.Lock()
+		d.mu.Lock()
+		name = dr.name
+		d.mu.Unlock()
+		kind, _ := classify(name)
+		if kind != segmentName || dr.dirty() {
+			dr.setMtime(mtime)
+			dr.publishMu.Unlock()
+			return 0
+		}
+		dr.publishMu.Unlock()
+	}
+	_, id := classify(name)
+	if err := d.fsys.store.SetModTime(context.WithoutCancel(ctx), id, mtime); err != nil {
+		return d.vanished(d.fsys.fail("setmtime", name, err))
+	}
+	if dr != nil {
+		dr.setMtime(mtime)
+	}
+	return 0
+}

@@ -32,6 +32,8 @@ import (
 	"github.com/scribefs/scribefs/internal/miniotest"
 )
 
+var onlySteps string
+
 type sizes struct {
 	big        int64 // steps 2, 3, 6
 	smallCount int   // step 4
@@ -72,11 +74,13 @@ func main() {
 	out := flag.String("out", "", "write BENCHMARKS.md-style results (table and chart) to this file")
 	svg := flag.String("svg", "", "write the chart to this SVG file")
 	peers := flag.Bool("peers", true, "also measure s3fs and rclone mount")
+	only := flag.String("only", "", "run only the steps whose names contain this (for profiling one step)")
 	flag.Parse()
 	sz := full
 	if os.Getenv("QUICK") != "" {
 		sz = quick
 	}
+	onlySteps = *only
 	if err := run(sz, *out, *svg, *peers); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -124,6 +128,9 @@ func run(sz sizes, out, svg string, peers bool) error {
 		{"fio random reads", hh.fio},
 	}
 	for _, s := range steps {
+		if onlySteps != "" && !strings.Contains(s.name, onlySteps) && s.name != "baselines" {
+			continue
+		}
 		fmt.Fprintf(os.Stderr, "bench: %s\n", s.name)
 		if err := s.fn(); err != nil {
 			hh.failures = append(hh.failures, fmt.Sprintf("%s: %v", s.name, err))

@@ -23,7 +23,15 @@ type peer struct {
 func (hh *h) peerList() []peer {
 	passwd := filepath.Join(hh.work, "s3fs.passwd")
 	os.WriteFile(passwd, []byte(miniotest.AccessKey+":"+miniotest.SecretKey+"\n"), 0o600)
-	rcloneEnv := append(os.Environ(),
+	// rclone's S3 client refuses a custom CA bundle with its own transport;
+	// the endpoint is plain HTTP on loopback, so drop AWS_CA_BUNDLE for it.
+	var base []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_CA_BUNDLE=") {
+			base = append(base, kv)
+		}
+	}
+	rcloneEnv := append(base,
 		"RCLONE_CONFIG_M_TYPE=s3", "RCLONE_CONFIG_M_PROVIDER=Minio", "RCLONE_CONFIG_M_ENV_AUTH=false",
 		"RCLONE_CONFIG_M_ACCESS_KEY_ID="+miniotest.AccessKey, "RCLONE_CONFIG_M_SECRET_ACCESS_KEY="+miniotest.SecretKey,
 		"RCLONE_CONFIG_M_ENDPOINT="+hh.minio.Endpoint, "RCLONE_CONFIG_M_REGION="+miniotest.Region)

@@ -56,16 +56,27 @@ func (s *Store) Open(ctx context.Context, id segment.ID) (*Reader, error) {
 
 // fillColdSums asks S3 once for the checksums a listing does not carry
 // (scribefs records them in object metadata) and keeps them in the index.
+// A version found to carry none is remembered, so a reader of objects
+// written by other programs pays that HEAD once per version, not per open.
 func (s *Store) fillColdSums(ctx context.Context, info segment.Info) segment.Info {
+	type versionKey struct {
+		id      segment.ID
+		version string
+	}
+	k := versionKey{info.ID, info.Version}
+	if _, known := s.noSums.Load(k); known {
+		return info
+	}
 	full, err := s.cold.Stat(ctx, info.ID)
-	if err != nil || full.Version != info.Version || full.Sums == nil {
+	if err != nil || full.Version != info.Version {
+		return info
+	}
+	if full.Sums == nil || len(full.Sums.Blocks) == 0 {
+		// Only a whole-object sum, or none: ranges cannot be checked.
+		s.noSums.Store(k, struct{}{})
 		return info
 	}
 	info.Sums = full.Sums
-	if len(full.Sums.Blocks) == 0 {
-		info.Sums = nil // only a whole-object sum: cannot check ranges
-		return info
-	}
 	s.index.Put(info)
 	return info
 }

@@ -114,6 +114,9 @@ type Store struct {
 
 	reconciling singleflight.Group
 
+	// noSums remembers cold versions known to carry no block checksums.
+	noSums sync.Map
+
 	// archiving serialises archival per segment.
 	archiving sync.Map // segment.ID -> struct{}
 

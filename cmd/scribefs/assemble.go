@@ -8,6 +8,7 @@ import (
 
 	"github.com/scribefs/scribefs/backend"
 	"github.com/scribefs/scribefs/backend/local"
+	"github.com/scribefs/scribefs/backend/metrics"
 	"github.com/scribefs/scribefs/backend/retry"
 	"github.com/scribefs/scribefs/backend/s3"
 	"github.com/scribefs/scribefs/cache"
@@ -30,9 +31,15 @@ type assembled struct {
 //
 //	tier.Store
 //	├── hot:   local.Backend (bbolt) + its Index of the cold tier
-//	├── cold:  retry.New(s3.Backend)  (retries: storage.s3.max_retries)
+//	├── cold:  metrics.Wrap(retry.New(metrics.WrapS3(s3.Backend)), "cold")
+//	│          (retries: storage.s3.max_retries; metrics only when m != nil)
 //	└── cache: cache.Blocks           (bounded by cache.max_bytes)
-func assemble(ctx context.Context, cfg *config.Config, readOnly, mounted bool, log *slog.Logger) (*assembled, error) {
+//
+// With metrics, the outer wrapper times what the store asked of the cold
+// tier (retries included) and the inner one counts each request S3 saw;
+// retries are counted through retry.Policy.OnRetry. The hot tier and the
+// store as the filesystem sees it are measured by observedStore.
+func assemble(ctx context.Context, cfg *config.Config, readOnly, mounted bool, log *slog.Logger, m *metrics.Metrics) (*assembled, error) {
 	hot, err := local.Open(cfg.Storage.Hot.Path, local.Options{})
 	if err != nil {
 		return nil, err
@@ -67,14 +74,24 @@ func assemble(ctx context.Context, cfg *config.Config, readOnly, mounted bool, l
 			hot.Close()
 			return nil, err
 		}
-		cold = retry.New(a.s3, retry.Policy{
+		cold = a.s3
+		if m != nil {
+			cold = m.WrapS3(cold)
+		}
+		cold = retry.New(cold, retry.Policy{
 			MaxRetries: sc.MaxRetries,
 			BaseDelay:  100 * time.Millisecond,
 			MaxDelay:   5 * time.Second,
 			OnRetry: func(op string, id segment.ID, attempt int, err error) {
+				if m != nil {
+					m.OnRetry(op, id, attempt, err)
+				}
 				log.Debug("retrying S3 request", "op", op, "segment", id, "attempt", attempt, "err", err)
 			},
 		})
+		if m != nil {
+			cold = m.Wrap(cold, "cold")
+		}
 		tcfg.Refresh = sc.Refresh
 		tcfg.WriteThrough = cfg.Tiering.ArchiveAfter == 0
 		tcfg.Health = a.s3.Health
@@ -95,12 +112,16 @@ func (a *assembled) Close() error {
 	return a.hot.Close()
 }
 
-// api returns the control API of this in-process store.
-func (a *assembled) api(mountpoint string) *control.Local {
+// api returns the control API of this in-process store. describe, when not
+// nil, adds what only a mount knows (lease, recent errors).
+func (a *assembled) api(mountpoint string, describe func(*control.Status)) *control.Local {
 	return &control.Local{
 		Store:   a.store,
 		OnClose: a.Close,
 		Describe: func(st *control.Status) {
+			if describe != nil {
+				describe(st)
+			}
 			st.Mounted = mountpoint != ""
 			st.Mountpoint = mountpoint
 			st.HotPath = a.cfg.Storage.Hot.Path

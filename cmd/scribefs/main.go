@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -47,6 +46,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	if errors.Is(err, errProblems) {
+		return 1 // the command has said what they were
+	}
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "scribefs: %s (see 'scribefs --help')\n", ue.msg)
@@ -60,15 +62,19 @@ func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", ";
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
-		Name:      "scribefs",
-		Usage:     "Scribe Ledger segments as a filesystem: a bbolt hot tier, an S3 cold tier, a read-through cache",
-		Version:   version,
-		Reader:    stdin,
-		Writer:    stdout,
-		ErrWriter: stderr,
+		Name:                 "scribefs",
+		Usage:                "Scribe Ledger segments as a filesystem: a bbolt hot tier, an S3 cold tier, a read-through cache",
+		UsageText:            "scribefs [--config FILE] [--log-level L] [--log-format F] COMMAND [flags] [args]",
+		Description:          appDescription,
+		Version:              version,
+		EnableBashCompletion: true,
+		Reader:               stdin,
+		Writer:               stdout,
+		ErrWriter:            stderr,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "configuration `FILE` (default: $SCRIBEFS_CONFIG, ~/.config/scribefs/config.toml, /etc/scribefs/config.toml, else the embedded default)"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format on standard error: text or json"},
 		},
 		HideHelpCommand: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
@@ -81,7 +87,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			putCommand(), getCommand(), lsCommand(), rmCommand(), statCommand(),
-			archiveCommand(), healthCommand(), statusCommand(), dumpCommand(), mountCommand(),
+			archiveCommand(), healthCommand(), statusCommand(), verifyCommand(), importCommand(), exportCommand(),
+			dumpCommand(), mountCommand(), completionCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",
@@ -111,18 +118,6 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 	return cfg, nil
 }
 
-func newLogger(c *cli.Context, w io.Writer, format string) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
-}
-
 // openAPI reaches the store: through the running mount's control socket
 // when there is one, else by opening it in this process.
 func openAPI(c *cli.Context) (control.API, error) {
@@ -133,15 +128,15 @@ func openAPI(c *cli.Context) (control.API, error) {
 	if client, err := control.Dial(control.SocketPath(cfg.Storage.Hot.Path)); err == nil {
 		return client, nil
 	}
-	log, err := newLogger(c, c.App.ErrWriter, "text")
+	log, err := newLogger(c, c.App.ErrWriter, nil)
 	if err != nil {
 		return nil, err
 	}
-	a, err := assemble(c.Context, cfg, false, false, log)
+	a, err := assemble(c.Context, cfg, false, false, log, nil)
 	if err != nil {
 		return nil, err
 	}
-	return a.api(""), nil
+	return a.api("", nil), nil
 }
 
 // withAPI runs fn with the store and closes it afterwards.
@@ -358,10 +353,14 @@ func archiveCommand() *cli.Command {
 		Name:      "archive",
 		Usage:     "move segments from the hot tier to the cold tier now",
 		ArgsUsage: "ID...|--all",
-		Flags:     []cli.Flag{&cli.BoolFlag{Name: "all", Usage: "archive every hot segment"}},
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "all", Usage: "archive every hot segment, in parallel, with progress"}, parallelFlag()},
 		Action: func(c *cli.Context) error {
 			if c.Bool("all") == (c.NArg() > 0) {
 				return usagef("archive takes ID... or --all")
+			}
+			par, err := parallelOf(c)
+			if err != nil {
+				return err
 			}
 			var ids []segment.ID
 			for _, a := range c.Args().Slice() {
@@ -372,28 +371,39 @@ func archiveCommand() *cli.Command {
 				ids = append(ids, id)
 			}
 			return withAPI(c, func(api control.API) error {
-				if c.Bool("all") {
-					hot, err := api.HotSegments(c.Context)
-					if err != nil {
-						return err
-					}
-					for _, i := range hot {
-						ids = append(ids, i.ID)
-					}
-				}
-				var failed error
-				for n, id := range ids {
-					if err := api.Archive(c.Context, id); err != nil {
-						fmt.Fprintf(c.App.ErrWriter, "scribefs: %s\n", oneLine(segErr(id, err)))
-						failed = errors.New("some segments were not archived")
-						if c.Context.Err() != nil {
-							return c.Context.Err()
+				if !c.Bool("all") {
+					var failed error
+					for _, id := range ids {
+						if err := api.Archive(c.Context, id); err != nil {
+							fmt.Fprintf(c.App.ErrWriter, "scribefs: %s\n", oneLine(segErr(id, err)))
+							failed = errors.New("some segments were not archived")
+							if c.Context.Err() != nil {
+								return c.Context.Err()
+							}
 						}
-					} else if c.Bool("all") {
-						fmt.Fprintf(c.App.ErrWriter, "archived %d/%d (segment %d)\n", n+1, len(ids), id)
 					}
+					return failed
 				}
-				return failed
+				hot, err := api.HotSegments(c.Context)
+				if err != nil {
+					return err
+				}
+				pr := newProgress(c.App.ErrWriter, "archived", len(hot))
+				failed := parallelEach(c, par, len(hot), func(i int) error {
+					if err := api.Archive(c.Context, hot[i].ID); err != nil {
+						return segErr(hot[i].ID, err)
+					}
+					pr.Add(hot[i].Size)
+					return nil
+				})
+				pr.Finish()
+				if err := c.Context.Err(); err != nil {
+					return err
+				}
+				if failed > 0 {
+					return fmt.Errorf("%d segments were not archived", failed)
+				}
+				return nil
 			})
 		},
 	}
@@ -428,22 +438,17 @@ func healthCommand() *cli.Command {
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show the store's tiers, cache and archive state (of the running mount, if any)",
+		Usage: "show the store's tiers, cache, archive backlog, lease and recent errors (of the running mount, if any)",
+		Description: `Prints key: value lines. With a mount running, the figures are that
+process's (cache counters, lease, the last warnings and errors it logged);
+without one, the store is opened here and only what is on disk is shown.`,
 		Action: func(c *cli.Context) error {
 			return withAPI(c, func(api control.API) error {
 				st, err := api.Status(c.Context)
 				if err != nil {
 					return err
 				}
-				w := c.App.Writer
-				mounted := "no"
-				if st.Mounted {
-					mounted = "yes, at " + st.Mountpoint
-				}
-				fmt.Fprintf(w, "mounted: %s\nhot_tier: %s\nhot_bytes: %d\nhot_max_bytes: %d\nhot_segments: %d\ncold_tier: %s\n",
-					mounted, st.HotPath, st.HotBytes, st.HotMaxBytes, st.HotCount, st.ColdTier)
-				fmt.Fprintf(w, "cache_bytes: %d\ncache_max_bytes: %d\ncache_hits: %d\ncache_misses: %d\narchived: %d\narchive_errors: %d\nchecksum_errors: %d\n",
-					st.CacheBytes, st.CacheMax, st.CacheHits, st.CacheMisses, st.Archived, st.ArchiveErrs, st.ChecksumErr)
+				printStatus(c.App.Writer, st)
 				return nil
 			})
 		},
@@ -478,3 +483,76 @@ func dumpCommand() *cli.Command {
 		},
 	}
 }
+
+// printStatus writes status as key: value lines, one fact a line.
+func printStatus(w io.Writer, st control.Status) {
+	mounted := "no"
+	if st.Mounted {
+		mounted = "yes, at " + st.Mountpoint
+	}
+	kv := func(k string, v any) { fmt.Fprintf(w, "%s: %v\n", k, v) }
+	kv("mounted", mounted)
+	kv("hot_tier", st.HotPath)
+	kv("hot_bytes", fmt.Sprintf("%d (%s of %s)", st.HotBytes, humanBytes(st.HotBytes), humanBytes(st.HotMaxBytes)))
+	kv("hot_segments", st.HotCount)
+	kv("cold_tier", st.ColdTier)
+	kv("cache_bytes", fmt.Sprintf("%d (%s of %s)", st.CacheBytes, humanBytes(st.CacheBytes), humanBytes(st.CacheMax)))
+	kv("cache_hits", st.CacheHits)
+	kv("cache_misses", st.CacheMisses)
+	kv("cache_evictions", st.CacheEvictions)
+	kv("cold_fetches", fmt.Sprintf("%d (%s)", st.ColdFetches, humanBytes(st.ColdFetchBytes)))
+	kv("archive_backlog", fmt.Sprintf("%d segments, %s", st.BacklogSegments, humanBytes(st.BacklogBytes)))
+	kv("archived", st.Archived)
+	kv("archive_errors", st.ArchiveErrs)
+	kv("checksum_errors", st.ChecksumErr)
+	switch {
+	case st.Lease == "":
+		kv("lease", "none")
+	case st.LeaseExpires.IsZero():
+		kv("lease", fmt.Sprintf("%s (holder %s)", st.Lease, st.LeaseHolder))
+	default:
+		kv("lease", fmt.Sprintf("%s by %s, expires %s", st.Lease, st.LeaseHolder, st.LeaseExpires.Format(time.RFC3339)))
+	}
+	if st.MetricsAddr != "" {
+		kv("metrics", "http://"+st.MetricsAddr+"/metrics")
+	}
+	if len(st.RecentErrors) == 0 {
+		kv("recent_errors", "none")
+		return
+	}
+	kv("recent_errors", len(st.RecentErrors))
+	for _, l := range st.RecentErrors {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+}
+
+const appDescription = `scribefs serves a Scribe Ledger segment store as a Linux filesystem and
+manages it from the command line. A segment is a blob named by a decimal
+uint64 id; 'scribefs mount MNT' shows each as MNT/segments/<id>.
+
+The store has a hot tier (one bbolt file, where new segments land), an
+optional cold tier (an S3 bucket laid out as Scribe Ledger archives it:
+<prefix>segment-<16 hex>.bin) and a read cache of cold data bounded in bytes.
+Segments move hot to cold by policy ([tiering]) or with 'scribefs archive'.
+
+Configuration (TOML) comes from --config FILE, else $SCRIBEFS_CONFIG, else
+~/.config/scribefs/config.toml, else /etc/scribefs/config.toml, else the
+built-in default (hot tier only, under ~/.local/share/scribefs). The keys:
+
+  [storage]        max_segment_bytes
+  [storage.hot]    path, max_bytes, spool_dir
+  [storage.s3]     bucket, region, endpoint, access_key_id, secret_access_key,
+                   path_style, pool_size, timeout_secs, max_retries, prefix,
+                   refresh_secs, insecure_skip_verify   (absent: no cold tier)
+  [cache]          max_bytes
+  [tiering]        archive_after_secs (0 = write-through), check_interval_secs,
+                   compression
+
+Sizes may be integers or strings such as "256MiB". S3_BUCKET, S3_REGION,
+S3_ENDPOINT, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY and S3_PATH_STYLE
+override the file.
+
+While a mount runs, every other command is served by it over a unix socket
+beside the hot-tier file (mode 0600). Exit status: 0 success, 1 failure
+(verify: a problem found), 2 usage error. 'scribefs COMMAND --help' describes
+each command; 'scribefs completion bash' prints shell completion.`

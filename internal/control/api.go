@@ -31,6 +31,8 @@ type API interface {
 	HotSegments(ctx context.Context) ([]segment.Info, error)
 	Health(ctx context.Context) error
 	Status(ctx context.Context) (Status, error)
+	// Verify checks every segment in every tier; see Local.Verify.
+	Verify(ctx context.Context, opts VerifyOptions, progress VerifyProgress) (VerifyReport, error)
 	Close() error
 }
 
@@ -50,6 +52,25 @@ type Status struct {
 	Archived    int64  `json:"archived"`
 	ArchiveErrs int64  `json:"archive_errors"`
 	ChecksumErr int64  `json:"checksum_errors"`
+
+	CacheEvictions int64 `json:"cache_evictions"`
+	ColdFetches    int64 `json:"cold_fetches"`
+	ColdFetchBytes int64 `json:"cold_fetch_bytes"`
+	// BacklogSegments and BacklogBytes are the hot segments older than
+	// archive_after that the archiver has yet to move.
+	BacklogSegments int   `json:"archive_backlog_segments"`
+	BacklogBytes    int64 `json:"archive_backlog_bytes"`
+	// Lease is the writer lease of the bucket as this process sees it:
+	// "held", "lost: <why>", or empty when no lease applies (no cold
+	// tier, read-only, or no mount running).
+	Lease        string    `json:"lease,omitempty"`
+	LeaseHolder  string    `json:"lease_holder,omitempty"`
+	LeaseExpires time.Time `json:"lease_expires,omitzero"`
+	// RecentErrors are the last warning and error log lines of the
+	// process serving the store, oldest first.
+	RecentErrors []string `json:"recent_errors,omitempty"`
+	// MetricsAddr is where the mount serves /metrics, if anywhere.
+	MetricsAddr string `json:"metrics_addr,omitempty"`
 }
 
 // Local runs the API on a store opened in this process.
@@ -103,6 +124,10 @@ func (l *Local) Status(ctx context.Context) (Status, error) {
 		HotBytes: l.Store.HotUsage(), CacheBytes: cs.Bytes, CacheMax: cs.MaxBytes,
 		CacheHits: cs.Hits, CacheMisses: cs.Misses, Archived: c.Archived.Load(),
 		ArchiveErrs: c.ArchiveErrors.Load(), ChecksumErr: c.ChecksumErrors.Load(), ColdTier: "none",
+		CacheEvictions: cs.Evictions, ColdFetches: c.ColdFetches.Load(), ColdFetchBytes: c.ColdFetchBytes.Load(),
+	}
+	if n, b, err := l.Store.ArchiveBacklog(ctx); err == nil {
+		st.BacklogSegments, st.BacklogBytes = n, b
 	}
 	if hot, err := l.Store.HotSegments(ctx); err == nil {
 		st.HotCount = len(hot)

@@ -178,3 +178,35 @@ func (c *Client) Close() error {
 	c.http.CloseIdleConnections()
 	return nil
 }
+
+func (c *Client) Verify(ctx context.Context, opts VerifyOptions, progress VerifyProgress) (VerifyReport, error) {
+	path := "/v1/verify?parallel=" + strconv.Itoa(opts.Parallel)
+	if opts.Repair {
+		path += "&repair=1"
+	}
+	resp, err := c.do(ctx, "POST", path, nil, -1)
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		var l verifyLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return VerifyReport{}, fmt.Errorf("control socket: bad verify line: %w", err)
+		}
+		switch {
+		case l.Error != nil:
+			return VerifyReport{}, decodeError(*l.Error)
+		case l.Report != nil:
+			return *l.Report, nil
+		case l.Done != nil && progress != nil:
+			progress(*l.Done, l.Total, l.Bytes)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return VerifyReport{}, fmt.Errorf("control socket %s: verify: %w", c.path, err)
+	}
+	return VerifyReport{}, fmt.Errorf("control socket %s: verify: the mount process ended the reply early", c.path)
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,6 +56,7 @@ func Serve(path string, api API, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("POST /v1/segments/{id}/archive", h.archive)
 	mux.HandleFunc("GET /v1/health", h.health)
 	mux.HandleFunc("GET /v1/status", h.status)
+	mux.HandleFunc("POST /v1/verify", h.verify)
 	s.http = &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go s.http.Serve(s.ln)
 	return s, nil
@@ -237,4 +239,58 @@ func (h *handler) done(w http.ResponseWriter, err error) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// verifyLine is one line of the streamed reply to /v1/verify: progress
+// lines while it runs, then a report or an error.
+type verifyLine struct {
+	Done   *int          `json:"done,omitempty"`
+	Total  int           `json:"total,omitempty"`
+	Bytes  int64         `json:"bytes,omitempty"`
+	Report *VerifyReport `json:"report,omitempty"`
+	Error  *wireError    `json:"error,omitempty"`
+}
+
+func (h *handler) verify(w http.ResponseWriter, r *http.Request) {
+	opts := VerifyOptions{Repair: r.URL.Query().Get("repair") == "1"}
+	if v := r.URL.Query().Get("parallel"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			fail(w, fmt.Errorf("bad parallel %q", v))
+			return
+		}
+		opts.Parallel = n
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	var mu sync.Mutex
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	send := func(l verifyLine) {
+		mu.Lock()
+		defer mu.Unlock()
+		enc.Encode(l)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	// Progress is sent at most every 200ms: enough for a bar, cheap for a
+	// million segments.
+	var last time.Time
+	rep, err := h.api.Verify(r.Context(), opts, func(done, total int, bytes int64) {
+		mu.Lock()
+		skip := time.Since(last) < 200*time.Millisecond && done != total
+		if !skip {
+			last = time.Now()
+		}
+		mu.Unlock()
+		if !skip {
+			send(verifyLine{Done: &done, Total: total, Bytes: bytes})
+		}
+	})
+	if err != nil {
+		_, we := encodeError(err)
+		send(verifyLine{Error: &we})
+		return
+	}
+	send(verifyLine{Report: &rep})
 }

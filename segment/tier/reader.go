@@ -160,12 +160,19 @@ func (s *Store) coldBlock(ctx context.Context, info segment.Info, blk int64) ([]
 		return b, nil
 	}
 	s.mu.Lock()
-	wait, busy := s.inflight[key]
+	call, busy := s.inflight[key]
 	s.mu.Unlock()
 	if busy {
-		<-wait
+		<-call.done
 		if b, ok := s.cache.Peek(key); ok {
 			return b, nil
+		}
+		// The prefetch spent a whole retry budget on a transient failure:
+		// fetching again would make the reader wait that long a second time
+		// for the same outcome. Other failures (a checksum error elsewhere
+		// in the span) say nothing about this block.
+		if call.err != nil && backend.IsTransient(call.err) {
+			return nil, call.err
 		}
 	}
 	return s.cache.Get(key, func() ([]byte, error) {
@@ -175,6 +182,13 @@ func (s *Store) coldBlock(ctx context.Context, info segment.Info, blk int64) ([]
 		}
 		return blocks[0], nil
 	})
+}
+
+// prefetchCall is one block of a prefetch in flight; err is set before done
+// is closed.
+type prefetchCall struct {
+	done chan struct{}
+	err  error
 }
 
 // prefetch starts fetching the blocks in [first, last] that are neither
@@ -193,7 +207,7 @@ func (s *Store) prefetch(info segment.Info, first, last int64) {
 		} else {
 			runs = append(runs, [2]int64{b, b})
 		}
-		s.inflight[key] = make(chan struct{})
+		s.inflight[key] = &prefetchCall{done: make(chan struct{})}
 	}
 	s.mu.Unlock()
 	for _, run := range runs {
@@ -205,7 +219,9 @@ func (s *Store) prefetch(info segment.Info, first, last int64) {
 					s.cache.Add(key, blocks[b-lo])
 				}
 				s.mu.Lock()
-				close(s.inflight[key])
+				call := s.inflight[key]
+				call.err = err
+				close(call.done)
 				delete(s.inflight, key)
 				s.mu.Unlock()
 			}

@@ -110,7 +110,7 @@ type Store struct {
 
 	// mu guards inflight: cold blocks being fetched by a prefetch.
 	mu       sync.Mutex
-	inflight map[cache.Key]chan struct{}
+	inflight map[cache.Key]*prefetchCall
 
 	reconciling singleflight.Group
 
@@ -162,7 +162,7 @@ func New(hot *local.Backend, cold backend.Backend, blocks *cache.Blocks, cfg Con
 	return &Store{
 		hot: hot, index: hot.Index(), cold: cold, cache: blocks, cfg: cfg, log: cfg.Logger,
 		fetchSem: make(chan struct{}, cfg.FetchParallel),
-		inflight: map[cache.Key]chan struct{}{},
+		inflight: map[cache.Key]*prefetchCall{},
 		syncedCh: make(chan struct{}),
 	}, nil
 }

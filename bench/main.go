@@ -94,9 +94,12 @@ func run(sz sizes, out, svg string, peers bool) error {
 	}
 	defer os.RemoveAll(work)
 	hh := &h{sz: sz, work: work, peers: peers}
-	hh.bin = filepath.Join(work, "scribefs")
-	if b, err := exec.Command("go", "build", "-o", hh.bin, "./cmd/scribefs").CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v: %s", err, b)
+	hh.bin = os.Getenv("SCRIBEFS_BIN")
+	if hh.bin == "" {
+		hh.bin = filepath.Join(work, "scribefs")
+		if b, err := exec.Command("go", "build", "-o", hh.bin, "./cmd/scribefs").CombinedOutput(); err != nil {
+			return fmt.Errorf("build: %v: %s", err, b)
+		}
 	}
 	srv, stop, err := miniotest.StartMain()
 	if err != nil {

@@ -2,6 +2,7 @@ package local
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -102,42 +103,16 @@ func (x *Index) Delete(id segment.ID) error {
 	return nil
 }
 
-// List calls fn for each entry in ascending id order, in batches of short
-// transactions (see Backend.List). Entries carry no Sums.
+// List calls fn for each entry in ascending id order (see listBatches).
+// Entries carry no Sums.
 func (x *Index) List(fn func(segment.Info) error) error {
-	var after []byte
-	for {
-		var batch []segment.Info
-		err := x.b.db.View(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketCold).Cursor()
-			var k, v []byte
-			if after == nil {
-				k, v = c.First()
-			} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-				k, v = c.Next()
-			}
-			for ; k != nil && len(batch) < 1000; k, v = c.Next() {
-				info, err := decodeCold(segment.ID(binary.BigEndian.Uint64(k)), v)
-				if err != nil {
-					return err
-				}
-				batch = append(batch, info)
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("index list: %w", err)
-		}
-		if len(batch) == 0 {
-			return nil
-		}
-		for _, info := range batch {
-			if err := fn(info); err != nil {
-				return err
-			}
-		}
-		after = idKey(batch[len(batch)-1].ID)
+	err := x.b.listBatches(context.Background(), bucketCold, func(k, v []byte) (segment.Info, error) {
+		return decodeCold(segment.ID(binary.BigEndian.Uint64(k)), v)
+	}, fn)
+	if err != nil {
+		return fmt.Errorf("index list: %w", err)
 	}
+	return nil
 }
 
 // Tombstones record cold deletes that could not be carried out yet (S3

@@ -318,11 +318,7 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 	// abandon turns a half-written generation into garbage.
 	abandon := func(err error) (segment.Info, error) {
 		if started {
-			b.db.Update(func(tx *bolt.Tx) error {
-				tx.Bucket(bucketPending).Delete(genKey(gen))
-				return tx.Bucket(bucketGarbage).Put(genKey(gen), nil)
-			})
-			b.kickGC()
+			b.discardPending(gen)
 		}
 		return segment.Info{}, segErr("put", id, err)
 	}
@@ -382,6 +378,18 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 	}
 }
 
+// discardPending turns a half-written generation into garbage. If even that
+// fails, Open does it at the next start.
+func (b *Backend) discardPending(gen uint64) {
+	b.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketPending).Delete(genKey(gen)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketGarbage).Put(genKey(gen), nil)
+	})
+	b.kickGC()
+}
+
 func putChunks(tx *bolt.Tx, gen uint64, idx int64, batch [][]byte) error {
 	cb := tx.Bucket(bucketChunks)
 	for i, c := range batch {
@@ -434,10 +442,7 @@ func (b *Backend) publish(id segment.ID, gen uint64, started bool, idx int64, ba
 	})
 	if err != nil {
 		if started {
-			b.db.Update(func(tx *bolt.Tx) error {
-				tx.Bucket(bucketPending).Delete(genKey(gen))
-				return tx.Bucket(bucketGarbage).Put(genKey(gen), nil)
-			})
+			b.discardPending(gen)
 		}
 		return segment.Info{}, segErr("put", id, err)
 	}
@@ -787,39 +792,46 @@ func (b *Backend) Rename(ctx context.Context, from, to segment.ID) error {
 	return nil
 }
 
-// List implements backend.Backend. It reads the listing in batches, each in
-// its own short view transaction, so a slow callback never holds a
-// transaction open (which would stall bbolt's remapping for writers).
-// Listed Infos carry no Sums; Stat has them.
+// List implements backend.Backend. Listed Infos carry no Sums; Stat has
+// them.
 func (b *Backend) List(ctx context.Context, fn func(segment.Info) error) error {
+	err := b.listBatches(ctx, bucketMeta, func(k, v []byte) (segment.Info, error) {
+		m, err := decodeMeta(v)
+		return m.info(segment.ID(binary.BigEndian.Uint64(k))), err
+	}, fn)
+	if err != nil {
+		return fmt.Errorf("hot list: %w", err)
+	}
+	return nil
+}
+
+// listBatches walks an id-keyed bucket in ascending order, reading 1000
+// entries per short view transaction and calling fn outside it, so a slow
+// caller (a FUSE readdir, say) never holds a transaction open, which would
+// stall bbolt's remapping for writers.
+func (b *Backend) listBatches(ctx context.Context, name []byte, decode func(k, v []byte) (segment.Info, error), fn func(segment.Info) error) error {
 	var after []byte
 	for {
 		var batch []segment.Info
 		err := b.db.View(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketMeta).Cursor()
+			c := tx.Bucket(name).Cursor()
 			var k, v []byte
 			if after == nil {
 				k, v = c.First()
-			} else {
-				k, v = c.Seek(after)
-				if k != nil && bytes.Equal(k, after) {
-					k, v = c.Next()
-				}
+			} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
 			}
 			for ; k != nil && len(batch) < 1000; k, v = c.Next() {
-				m, err := decodeMeta(v)
+				info, err := decode(k, v)
 				if err != nil {
 					return err
 				}
-				batch = append(batch, m.info(segment.ID(binary.BigEndian.Uint64(k))))
+				batch = append(batch, info)
 			}
 			return nil
 		})
-		if err != nil {
-			return fmt.Errorf("hot list: %w", err)
-		}
-		if len(batch) == 0 {
-			return nil
+		if err != nil || len(batch) == 0 {
+			return err
 		}
 		for _, info := range batch {
 			if err := ctx.Err(); err != nil {

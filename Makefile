@@ -74,3 +74,22 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# Install the binary, the mount(8) helper (for fstab and
+# `mount -t fuse.scribefs`), the systemd unit and bash completion.
+# DESTDIR and PREFIX work as usual; the helper goes to /sbin, where mount(8)
+# looks for it.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= /sbin
+.PHONY: install
+install: build
+	install -D -m 0755 bin/scribefs $(DESTDIR)$(BINDIR)/scribefs
+	sed 's|@BINDIR@|$(BINDIR)|' contrib/mount.fuse.scribefs > contrib/.mount.fuse.scribefs.tmp
+	install -D -m 0755 contrib/.mount.fuse.scribefs.tmp $(DESTDIR)$(SBINDIR)/mount.fuse.scribefs
+	rm -f contrib/.mount.fuse.scribefs.tmp
+	sed 's|/usr/local/bin/scribefs|$(BINDIR)/scribefs|' contrib/scribefs@.service > contrib/.scribefs@.service.tmp
+	install -D -m 0644 contrib/.scribefs@.service.tmp $(DESTDIR)$(PREFIX)/lib/systemd/system/scribefs@.service
+	rm -f contrib/.scribefs@.service.tmp
+	mkdir -p $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	bin/scribefs completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/scribefs

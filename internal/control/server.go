@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/scribefs/scribefs/backend"
 	"github.com/scribefs/scribefs/segment"
 )
 
@@ -46,7 +47,7 @@ func Serve(path string, api API, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{path: path, ln: &peerCheckListener{Listener: ln, log: log}}
 	mux := http.NewServeMux()
-	h := &handler{api: api}
+	h := &handler{api: api, log: log}
 	mux.HandleFunc("GET /v1/segments", h.list)
 	mux.HandleFunc("GET /v1/hot", h.hot)
 	mux.HandleFunc("GET /v1/segments/{id}", h.get)
@@ -112,7 +113,20 @@ func peerUID(c net.Conn) (uint32, error) {
 	return cred.Uid, nil
 }
 
-type handler struct{ api API }
+type handler struct {
+	api API
+	log *slog.Logger
+}
+
+// logFailure records a failed request in the serving process's log (and so
+// in status's recent errors). A missing segment is the caller's mistake,
+// not the store's, and is not logged.
+func (h *handler) logFailure(op string, id segment.ID, err error) {
+	if err == nil || errors.Is(err, backend.ErrNotFound) || errors.Is(err, context.Canceled) {
+		return
+	}
+	h.log.Warn("request failed", "op", op, "segment", id, "err", err)
+}
 
 func fail(w http.ResponseWriter, err error) {
 	status, we := encodeError(err)
@@ -174,6 +188,7 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := h.api.Stat(r.Context(), id)
 	if err != nil {
+		h.logFailure("get", id, err)
 		fail(w, err)
 		return
 	}
@@ -182,6 +197,7 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 	// Errors after the first byte abort the connection; the client sees a
 	// short body and reports it.
 	if err := h.api.Get(r.Context(), id, w); err != nil {
+		h.logFailure("get", id, err)
 		panic(http.ErrAbortHandler)
 	}
 }
@@ -202,6 +218,7 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := h.api.Put(r.Context(), id, r.Body, r.ContentLength, mtime)
 	if err != nil {
+		h.logFailure("put", id, err)
 		fail(w, err)
 		return
 	}
@@ -210,13 +227,17 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
 	if id, ok := pathID(w, r); ok {
-		h.done(w, h.api.Delete(r.Context(), id))
+		err := h.api.Delete(r.Context(), id)
+		h.logFailure("delete", id, err)
+		h.done(w, err)
 	}
 }
 
 func (h *handler) archive(w http.ResponseWriter, r *http.Request) {
 	if id, ok := pathID(w, r); ok {
-		h.done(w, h.api.Archive(r.Context(), id))
+		err := h.api.Archive(r.Context(), id)
+		h.logFailure("archive", id, err)
+		h.done(w, err)
 	}
 }
 

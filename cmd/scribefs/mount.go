@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -84,6 +85,7 @@ func mountCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			limitMemory(cfg.Cache.MaxBytes)
 			mnt, err := filepath.Abs(c.Args().Get(0))
 			if err != nil {
 				return err
@@ -276,4 +278,15 @@ func acquireLease(ctx context.Context, a *assembled, hotPath string, takeOver bo
 		}
 	}()
 	return lease, nil
+}
+
+// limitMemory sets the Go runtime's soft memory limit to the cache budget
+// plus headroom for requests in flight, unless GOMEMLIMIT is set: with the
+// default GOGC the heap may grow to twice what is live, so a full cache plus
+// prefetch buffers could otherwise overshoot [cache] max_bytes + 100 MiB.
+func limitMemory(cacheBytes int64) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(cacheBytes + 80<<20)
 }

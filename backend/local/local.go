@@ -314,7 +314,15 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 		gen     uint64
 		idx     int64
 		started bool // a pending generation exists
+		pooled  []*[]byte
 	)
+	release := func() {
+		for _, bp := range pooled {
+			chunkPool.Put(bp)
+		}
+		pooled = pooled[:0]
+	}
+	defer release()
 	// abandon turns a half-written generation into garbage.
 	abandon := func(err error) (segment.Info, error) {
 		if started {
@@ -330,7 +338,9 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 		var batch [][]byte
 		eof := false
 		for len(batch)*segment.BlockSize < batchBytes {
-			buf := make([]byte, segment.BlockSize)
+			bp := chunkPool.Get().(*[]byte)
+			pooled = append(pooled, bp)
+			buf := *bp
 			n, err := io.ReadFull(r, buf)
 			if n > 0 {
 				batch = append(batch, buf[:n])
@@ -370,6 +380,7 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 			}
 			return putChunks(tx, gen, idx, batch)
 		})
+		release() // committed: bbolt has copied the chunks into its pages
 		if err != nil {
 			return abandon(err)
 		}
@@ -377,6 +388,13 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 		idx += int64(len(batch))
 	}
 }
+
+// chunkPool recycles chunk buffers between batches and puts: bbolt needs a
+// value only until its transaction commits.
+var chunkPool = sync.Pool{New: func() any {
+	b := make([]byte, segment.BlockSize)
+	return &b
+}}
 
 // discardPending turns a half-written generation into garbage. If even that
 // fails, Open does it at the next start.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -116,6 +117,10 @@ func TestOutage30sMixedLoad(t *testing.T) {
 			minio.Restart()
 		}
 	}()
+	if resp, err := http.Get(minio.Endpoint + "/minio/health/live"); err == nil {
+		resp.Body.Close()
+		t.Fatal("MinIO still answers after Stop: a stray server holds its port")
+	}
 	close(outageOn)
 	outageStart := time.Now()
 	// cold reads during the outage: segment 1 and 3, never read before, so

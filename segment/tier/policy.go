@@ -47,10 +47,13 @@ func (s *Store) refresh(ctx context.Context) {
 }
 
 // ArchivePass archives every hot segment written more than ArchiveAfter
-// ago, then, while the hot tier is over its budget, the oldest-written
-// segments, with at most ArchiveParallel uploads in flight. It returns how
+// ago, then, while the hot tier is over its budget, the least recently used
+// (opened or written by this process; else the oldest written), with at most ArchiveParallel uploads in flight. It returns how
 // many segments it archived.
-func (s *Store) ArchivePass(ctx context.Context) int {
+func (s *Store) ArchivePass(ctx context.Context) int { return s.archivePass(ctx, 0) }
+
+// archivePass is ArchivePass making room for need more bytes as well.
+func (s *Store) archivePass(ctx context.Context, need int64) int {
 	if s.cold == nil {
 		return 0
 	}
@@ -68,10 +71,10 @@ func (s *Store) ArchivePass(ctx context.Context) int {
 	for _, i := range due {
 		usage -= i.Size
 	}
-	if usage > s.cfg.HotMaxBytes {
-		sort.Slice(rest, func(a, b int) bool { return rest[a].WrittenAt.Before(rest[b].WrittenAt) })
+	if usage+need > s.cfg.HotMaxBytes {
+		sort.Slice(rest, func(a, b int) bool { return s.lastUsed(rest[a]).Before(s.lastUsed(rest[b])) })
 		for _, i := range rest {
-			if usage <= s.cfg.HotMaxBytes {
+			if usage+need <= s.cfg.HotMaxBytes {
 				break
 			}
 			due = append(due, i)
@@ -100,7 +103,10 @@ func (s *Store) ArchiveAll(ctx context.Context, segs []segment.Info, done func(s
 			defer func() { <-sem; wg.Done() }()
 			err := s.Archive(ctx, info.ID)
 			if err != nil {
+				s.lastArchiveErr.Store(&err)
 				s.log.Warn("archive failed", "op", "archive", "segment", info.ID, "err", err)
+			} else {
+				s.lastArchiveErr.Store(nil)
 			}
 			mu.Lock()
 			if err == nil {

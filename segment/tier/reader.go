@@ -38,6 +38,7 @@ func (s *Store) Open(ctx context.Context, id segment.ID) (*Reader, error) {
 			if err != nil {
 				return nil, err
 			}
+			s.touch(id)
 			return &Reader{s: s, info: info, release: release}, nil
 		}
 		if !errors.Is(err, backend.ErrNotFound) {

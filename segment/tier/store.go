@@ -47,6 +47,9 @@ type Config struct {
 	ReadAhead     int64
 	FetchSpan     int64
 	FetchParallel int
+	// FullWait bounds how long a write waits for the archiver to make room
+	// when the hot tier is over HotMaxBytes (default 30s).
+	FullWait time.Duration
 	// ArchiveParallel bounds concurrent uploads of the archiver (default 4).
 	ArchiveParallel int
 	// BackgroundSync leaves learning the bucket to Run (a mount): List then
@@ -84,6 +87,9 @@ func (c *Config) setDefaults(hotPath string) {
 	if c.FetchParallel == 0 {
 		c.FetchParallel = 4
 	}
+	if c.FullWait == 0 {
+		c.FullWait = 30 * time.Second
+	}
 	if c.ArchiveParallel == 0 {
 		c.ArchiveParallel = 4
 	}
@@ -113,6 +119,16 @@ type Store struct {
 	inflight map[cache.Key]*prefetchCall
 
 	reconciling singleflight.Group
+
+	// lastUse is when each hot segment was last opened or written by this
+	// process (segment.ID -> time.Time); the archiver moves the least
+	// recently used out first when the hot tier is over budget.
+	lastUse sync.Map
+
+	// lastArchiveErr is the archiver's most recent failure, nil after a
+	// success; a write waiting for room gives up early on a transient one.
+	lastArchiveErr atomic.Pointer[error]
+	making         singleflight.Group
 
 	// noSums remembers cold versions known to carry no block checksums.
 	noSums sync.Map
@@ -334,6 +350,9 @@ func (s *Store) Put(ctx context.Context, id segment.ID, r io.Reader, size int64,
 	if size > s.cfg.MaxSegmentBytes {
 		return segment.Info{}, fmt.Errorf("put segment %d: %d bytes: %w (max %d)", id, size, backend.ErrTooLarge, s.cfg.MaxSegmentBytes)
 	}
+	if err := s.waitForRoom(ctx, id, size); err != nil {
+		return segment.Info{}, err
+	}
 	lr := &limitReader{r: r, left: s.cfg.MaxSegmentBytes}
 	info, err := s.hot.Put(ctx, id, lr, backend.PutOptions{Size: size, ModTime: mtime})
 	if lr.over {
@@ -342,6 +361,7 @@ func (s *Store) Put(ctx context.Context, id segment.ID, r io.Reader, size int64,
 	if err != nil {
 		return segment.Info{}, err
 	}
+	s.touch(id)
 	if s.cfg.WriteThrough {
 		if err := s.Archive(ctx, id); err != nil {
 			return info, fmt.Errorf("put segment %d: stored in the hot tier, but write-through to the cold tier failed: %w", id, err)
@@ -349,6 +369,56 @@ func (s *Store) Put(ctx context.Context, id segment.ID, r io.Reader, size int64,
 		return s.Stat(ctx, id)
 	}
 	return info, nil
+}
+
+// waitForRoom holds a write while the hot tier is over its budget and the
+// archiver can make room: it archives the least recently used segments and
+// retries until FullWait. With the cold tier unreachable as well it fails
+// at once with ErrNoSpace (ENOSPC on the mount); nothing stored is touched.
+func (s *Store) waitForRoom(ctx context.Context, id segment.ID, size int64) error {
+	if s.cold == nil || s.cfg.WriteThrough {
+		return nil
+	}
+	need := max(size, 0)
+	deadline := time.Now().Add(s.cfg.FullWait)
+	for {
+		used := s.hot.Usage()
+		if used+need <= s.cfg.HotMaxBytes || used == 0 {
+			return nil
+		}
+		s.making.Do("room", func() (any, error) { return s.archivePass(ctx, need), nil })
+		if s.hot.Usage()+need <= s.cfg.HotMaxBytes {
+			return nil
+		}
+		var why error
+		if p := s.lastArchiveErr.Load(); p != nil && backend.IsTransient(*p) {
+			why = *p
+		} else if time.Now().After(deadline) {
+			why = fmt.Errorf("archiving did not free enough within %v", s.cfg.FullWait)
+		}
+		if why != nil {
+			err := fmt.Errorf("put segment %d: %w: hot tier full (%d of %d bytes, %d more needed) and the cold tier cannot take more: %v",
+				id, backend.ErrNoSpace, s.hot.Usage(), s.cfg.HotMaxBytes, need, why)
+			s.log.Error("write refused: hot tier full", "op", "put", "segment", id, "err", err)
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// touch records a use of a hot segment for the LRU order.
+func (s *Store) touch(id segment.ID) { s.lastUse.Store(id, time.Now()) }
+
+// lastUsed is when id was last used here, else when it was written.
+func (s *Store) lastUsed(i segment.Info) time.Time {
+	if v, ok := s.lastUse.Load(i.ID); ok {
+		return v.(time.Time)
+	}
+	return i.WrittenAt
 }
 
 // limitReader fails once more than left bytes are read.

@@ -1,0 +1,67 @@
+package tier
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/backend/backendtest"
+	"github.com/scribefs/scribefs/segment"
+)
+
+// TestLRUArchival: over budget, the archiver moves the least recently used
+// segment out first, not the oldest written.
+func TestLRUArchival(t *testing.T) {
+	s, _ := mustStore(t, Config{HotMaxBytes: 3500, ArchiveAfter: time.Hour})
+	for id := segment.ID(1); id <= 3; id++ {
+		mustPut(t, s, id, make([]byte, 1000))
+		time.Sleep(5 * time.Millisecond)
+	}
+	// 1 is the oldest written, but was just read: 2 is least recently used.
+	r, err := s.Open(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	// 4 does not fit (4000 bytes over a 3500 budget): one segment must go.
+	mustPut(t, s, 4, make([]byte, 1000))
+	for id, want := range map[segment.ID]segment.Tier{1: segment.TierHot, 2: segment.TierCold, 3: segment.TierHot, 4: segment.TierHot} {
+		info, err := s.Stat(ctx, id)
+		if err != nil || info.Tier != want {
+			t.Fatalf("segment %d: tier %v (%v), want %v", id, info.Tier, err, want)
+		}
+	}
+}
+
+// TestFullHotTier: a write that does not fit waits while the archiver makes
+// room; with the cold tier down as well it fails with ErrNoSpace at once,
+// and nothing stored is lost.
+func TestFullHotTier(t *testing.T) {
+	s, cold := mustStore(t, Config{HotMaxBytes: 3000, ArchiveAfter: time.Hour, FullWait: 5 * time.Second})
+	mustPut(t, s, 1, backendtest.RandomBytes(1, 1500))
+	mustPut(t, s, 2, backendtest.RandomBytes(2, 1500))
+	// room is made by archiving
+	mustPut(t, s, 3, backendtest.RandomBytes(3, 1500))
+	if s.HotUsage() > 3000 {
+		t.Fatalf("hot usage %d over the 3000 budget", s.HotUsage())
+	}
+	cold.down.Store(true)
+	start := time.Now()
+	_, err := s.Put(ctx, 4, bytes.NewReader(make([]byte, 2000)), 2000, time.Time{})
+	if !errors.Is(err, backend.ErrNoSpace) {
+		t.Fatalf("put with hot full and cold down: %v, want ErrNoSpace", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("took %v to refuse with the cold tier unreachable", took)
+	}
+	t.Logf("refused in %v: %v", time.Since(start).Round(time.Millisecond), err)
+	cold.down.Store(false)
+	for id := segment.ID(1); id <= 3; id++ {
+		if got := mustRead(t, s, id); !bytes.Equal(got, backendtest.RandomBytes(int64(id), 1500)) {
+			t.Fatalf("segment %d changed", id)
+		}
+	}
+	mustPut(t, s, 4, make([]byte, 2000))
+}

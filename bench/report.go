@@ -167,7 +167,7 @@ func (hh *h) targets() []target {
 	small := secs("4", "scribefs")
 	add("small cold reads: s3fs time / scribefs time", secs("10", "s3fs "+fmt.Sprint(hh.sz.smallCount)), small, 2, true)
 	add("small cold reads: rclone (off) time / scribefs time", secs("10", "rclone (cache off) "+fmt.Sprint(hh.sz.smallCount)), small, 2, true)
-	add("ls -l: scribefs time / local time", secs("5", "scribefs ls"), secs("5", "local ls"), 2, false)
+	add("ls -l (again, as the local one): scribefs time / local time", secs("5", "scribefs ls -l (again)"), secs("5", "local ls"), 2, false)
 	add("write / local cp + sync", thr("6", "scribefs write via cp (to close)"), thr("1", "local cp + sync"), 0.7, true)
 	arch := 0.0
 	for _, r := range hh.results {

@@ -669,6 +669,7 @@ func (s *Store) Reconcile(ctx context.Context) error {
 	k, kok := known.next()
 	var add []segment.Info
 	var gone []segment.ID
+	unresolved := 0
 	flush := func() error {
 		if len(add) > 0 {
 			if err := s.index.PutBatch(add); err != nil {
@@ -686,11 +687,17 @@ func (s *Store) Reconcile(ctx context.Context) error {
 			k, kok = known.next()
 		}
 		same := kok && k.ID == c.ID && k.Version == c.Version
+		if same && k.Unresolved {
+			unresolved++
+		}
 		if kok && k.ID == c.ID {
 			k, kok = known.next()
 		}
 		if _, dead := tomb[c.ID]; dead || same {
 			return nil
+		}
+		if c.Unresolved {
+			unresolved++
 		}
 		add = append(add, c)
 		if len(add) >= 1000 {
@@ -719,6 +726,9 @@ func (s *Store) Reconcile(ctx context.Context) error {
 	}
 	if s.synced.CompareAndSwap(false, true) {
 		close(s.syncedCh)
+	}
+	if unresolved == 0 {
+		return nil
 	}
 	return s.resolveAll(ctx)
 }

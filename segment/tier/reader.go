@@ -19,9 +19,9 @@ type Reader struct {
 	release func() // unpins a hot version
 
 	// mu guards the sequential-read detector.
-	mu      sync.Mutex
-	nextOff int64 // where the next sequential read would start
-	window  int64 // current readahead, grows while reads stay sequential
+	mu     sync.Mutex
+	maxEnd int64 // the furthest offset read so far in the current run
+	window int64 // current readahead, grows while reads stay sequential
 }
 
 // Open pins the current version of a segment for reading.
@@ -131,26 +131,32 @@ func (r *Reader) readCold(p []byte, off int64) (int, error) {
 
 // readAhead detects sequential reading and prefetches the blocks ahead of
 // it, the window doubling up to Config.ReadAhead while reads stay
-// sequential.
+// sequential. The kernel's readahead requests arrive concurrently and so
+// out of order: a read counts as sequential when it lands near the furthest
+// point read so far, not only exactly there. A read elsewhere (random
+// access) resets the window and prefetches nothing.
 func (r *Reader) readAhead(off, n int64) {
+	const slack = 4 * segment.BlockSize
 	r.mu.Lock()
-	sequential := off == r.nextOff
-	r.nextOff = off + n
-	if !sequential {
-		r.window = 0
+	end := off + n
+	if off > r.maxEnd+slack || end < r.maxEnd-r.window-slack {
+		r.window, r.maxEnd = 0, end
 		r.mu.Unlock()
 		return
 	}
+	r.maxEnd = max(r.maxEnd, end)
 	if r.window == 0 {
-		r.window = 4 * segment.BlockSize
+		r.window = 8 * segment.BlockSize
 	} else if r.window < r.s.cfg.ReadAhead {
 		r.window = min(2*r.window, r.s.cfg.ReadAhead)
 	}
-	window := r.window
+	from, to := r.maxEnd, r.maxEnd+r.window
 	r.mu.Unlock()
-	first := (off + n) / segment.BlockSize
-	last := min((off+n+window-1)/segment.BlockSize, (r.info.Size-1)/segment.BlockSize)
-	r.s.prefetch(r.info, first, last)
+	first := from / segment.BlockSize
+	last := min((to-1)/segment.BlockSize, (r.info.Size-1)/segment.BlockSize)
+	if first <= last {
+		r.s.prefetch(r.info, first, last)
+	}
 }
 
 // coldBlock returns block blk of a cold version: from the cache, from a

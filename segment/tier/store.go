@@ -42,7 +42,7 @@ type Config struct {
 	// (default 60s).
 	Refresh time.Duration
 	// ReadAhead is the most cold bytes prefetched ahead of a sequential
-	// reader (default 32 MiB), in spans of FetchSpan (default 8 MiB) with at
+	// reader (default 64 MiB), in spans of FetchSpan (default 8 MiB) with at
 	// most FetchParallel spans in flight (default 4).
 	ReadAhead     int64
 	FetchSpan     int64
@@ -79,7 +79,7 @@ func (c *Config) setDefaults(hotPath string) {
 		c.Refresh = time.Minute
 	}
 	if c.ReadAhead == 0 {
-		c.ReadAhead = 32 << 20
+		c.ReadAhead = 64 << 20
 	}
 	if c.FetchSpan == 0 {
 		c.FetchSpan = 8 << 20

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/backend/compress"
 	"github.com/scribefs/scribefs/backend/local"
 	"github.com/scribefs/scribefs/backend/metrics"
 	"github.com/scribefs/scribefs/backend/retry"
@@ -31,13 +32,18 @@ type assembled struct {
 //
 //	tier.Store
 //	├── hot:   local.Backend (bbolt) + its Index of the cold tier
-//	├── cold:  metrics.Wrap(retry.New(metrics.WrapS3(s3.Backend)), "cold")
-//	│          (retries: storage.s3.max_retries; metrics only when m != nil)
+//	├── cold:  metrics.Wrap(retry.New(compress.New(metrics.WrapS3(s3.Backend))), "cold")
+//	│          (retries: storage.s3.max_retries; metrics only when m != nil;
+//	│          compress always reads its block format, tiering.compression
+//	│          only picks what Put writes)
 //	└── cache: cache.Blocks           (bounded by cache.max_bytes)
 //
 // With metrics, the outer wrapper times what the store asked of the cold
 // tier (retries included) and the inner one counts each request S3 saw;
-// retries are counted through retry.Policy.OnRetry. The hot tier and the
+// retries are counted through retry.Policy.OnRetry. compress sits under
+// retry so that a retried request re-runs the whole compressed operation
+// (its footer probe included), and above the S3 metrics so those count every
+// request it makes. The hot tier and the
 // store as the filesystem sees it are measured by observedStore.
 func assemble(ctx context.Context, cfg *config.Config, readOnly, mounted bool, log *slog.Logger, m *metrics.Metrics) (*assembled, error) {
 	hot, err := local.Open(cfg.Storage.Hot.Path, local.Options{})
@@ -57,6 +63,11 @@ func assemble(ctx context.Context, cfg *config.Config, readOnly, mounted bool, l
 		Logger:          log,
 	}
 	if sc := cfg.Storage.S3; sc != nil {
+		var mode compress.Mode
+		if mode, err = compress.ParseMode(cfg.Tiering.Compression); err != nil {
+			hot.Close()
+			return nil, err
+		}
 		a.s3, err = s3.New(ctx, s3.Config{
 			Bucket:             sc.Bucket,
 			Region:             sc.Region,
@@ -77,6 +88,11 @@ func assemble(ctx context.Context, cfg *config.Config, readOnly, mounted bool, l
 		cold = a.s3
 		if m != nil {
 			cold = m.WrapS3(cold)
+		}
+		if cold, err = compress.New(cold, compress.Config{Mode: mode}); err != nil {
+			a.s3.Close()
+			hot.Close()
+			return nil, err
 		}
 		cold = retry.New(cold, retry.Policy{
 			MaxRetries: sc.MaxRetries,

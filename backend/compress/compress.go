@@ -363,6 +363,11 @@ func (b *Backend) readRange(ctx context.Context, info segment.Info, off, n int64
 // marking the rest Unresolved: a listed size may be a compressed one.
 func (b *Backend) List(ctx context.Context, fn func(segment.Info) error) error {
 	return b.Backend.List(ctx, func(info segment.Info) error {
+		// Only a store that compresses marks listings unresolved: a
+		// bucket of plain segments (the common case, and Scribe Ledger's)
+		// must not cost every mount two requests per object. Hosts that
+		// share a bucket share its compression setting; reads are right
+		// either way, since Get finds the format by its footer.
 		if info.Unresolved || info.Compression != "" || info.Size < footerLen+zstdSkippableHdr {
 			return fn(info)
 		}
@@ -374,7 +379,7 @@ func (b *Backend) List(ctx context.Context, fn func(segment.Info) error) error {
 				return fn(info)
 			}
 		}
-		info.Unresolved = true
+		info.Unresolved = b.cfg.Mode != None
 		return fn(info)
 	})
 }

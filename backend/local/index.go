@@ -219,3 +219,30 @@ func decodeCold(id segment.ID, v []byte) (segment.Info, error) {
 	}
 	return info, nil
 }
+
+var keyReconciled = []byte("reconciled")
+
+// MarkReconciled records that the index matched a full bucket listing at t,
+// so a later process can trust it for "no such segment" before its own
+// first listing (S3 may be down then).
+func (x *Index) MarkReconciled(t time.Time) error {
+	if x.b.ro {
+		return nil
+	}
+	return x.b.db.Update(func(tx *bolt.Tx) error {
+		v := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
+		return tx.Bucket(bucketFormat).Put(keyReconciled, v)
+	})
+}
+
+// Reconciled returns when the index last matched a full listing.
+func (x *Index) Reconciled() (time.Time, bool) {
+	var t time.Time
+	x.b.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketFormat).Get(keyReconciled); len(v) == 8 {
+			t = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+		}
+		return nil
+	})
+	return t, !t.IsZero()
+}

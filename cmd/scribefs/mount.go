@@ -9,13 +9,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/scribefs/scribefs/backend"
 	"github.com/scribefs/scribefs/backend/metrics"
 	"github.com/scribefs/scribefs/backend/s3"
 	"github.com/scribefs/scribefs/fs"
@@ -86,6 +89,13 @@ func mountCommand() *cli.Command {
 				return err
 			}
 			limitMemory(cfg.Cache.MaxBytes)
+			if path := os.Getenv("SCRIBEFS_CPUPROFILE"); path != "" {
+				stop, err := cpuProfile(path)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			mnt, err := filepath.Abs(c.Args().Get(0))
 			if err != nil {
 				return err
@@ -134,11 +144,11 @@ func mountCommand() *cli.Command {
 			}
 			lease := &leaseState{}
 			if a.s3 != nil && !ro {
-				l, err := acquireLease(ctx, a, cfg.Storage.Hot.Path, c.Bool("take-over"), log, lease)
+				release, err := holdLease(ctx, a, cfg.Storage.Hot.Path, c.Bool("take-over"), log, lease)
 				if err != nil {
 					return err
 				}
-				defer l.Release(context.Background())
+				defer release()
 			}
 			describe := func(st *control.Status) {
 				lease.describe(st)
@@ -242,42 +252,80 @@ func (l *leaseState) describe(st *control.Status) {
 	st.LeaseHolder = l.holder
 }
 
-// acquireLease takes the bucket's writer lease for this mount and keeps
+// holdLease takes the bucket's writer lease for this mount and keeps
 // renewing it; if another writer takes it over, the store stops writing to
-// S3 (hot-tier writes go on, nothing is lost).
-func acquireLease(ctx context.Context, a *assembled, hotPath string, takeOver bool, log *slog.Logger, state *leaseState) (*s3.Lease, error) {
+// S3 (hot-tier writes go on, nothing is lost). A live holder elsewhere
+// refuses the mount. When S3 cannot be reached at start, the mount comes up
+// anyway with cold writes fenced, and the lease is sought in the background
+// until it is held: hot reads and writes need no S3.
+func holdLease(ctx context.Context, a *assembled, hotPath string, takeOver bool, log *slog.Logger, state *leaseState) (release func(), err error) {
 	host, _ := os.Hostname()
 	abs, _ := filepath.Abs(hotPath)
 	holder := host + ":" + abs
-	lease, err := a.s3.AcquireLease(ctx, s3.LeaseOptions{Holder: holder, PID: os.Getpid(), TakeOver: takeOver})
-	if err != nil {
+	opts := s3.LeaseOptions{Holder: holder, PID: os.Getpid(), TakeOver: takeOver}
+	var held atomic.Pointer[s3.Lease]
+	release = func() {
+		if l := held.Load(); l != nil {
+			l.Release(context.Background())
+		}
+	}
+	lease, err := a.s3.AcquireLease(ctx, opts)
+	if err != nil && !backend.IsTransient(err) {
 		return nil, err
 	}
-	state.set(holder, lease.TTL())
+	if err != nil {
+		log.Warn("S3 unreachable: mounting without the writer lease; no archival or cold deletes until it is held", "op", "lease", "err", err)
+		a.store.Fence(fmt.Errorf("writer lease not yet held: %w", err))
+	}
 	go func() {
-		t := time.NewTicker(lease.TTL() / 3)
-		defer t.Stop()
-		for {
+		for lease == nil {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-time.After(5 * time.Second):
 			}
-			err := lease.Renew(ctx)
-			if errors.Is(err, s3.ErrLeaseHeld) {
-				log.Error("writer lease lost: no more archival or cold deletes from this mount", "op", "lease", "err", err)
-				state.lose(err)
+			l, err := a.s3.AcquireLease(ctx, opts)
+			switch {
+			case err == nil:
+				lease = l
+				a.store.Unfence()
+				log.Info("writer lease acquired", "op", "lease", "holder", holder)
+			case !backend.IsTransient(err):
+				log.Error("writer lease held elsewhere: this mount stays without archival and cold deletes", "op", "lease", "err", err)
 				a.store.Fence(err)
 				return
 			}
-			if err != nil {
-				log.Warn("could not renew the writer lease; retrying", "op", "lease", "err", err)
-				continue
-			}
-			state.renewedNow()
 		}
+		held.Store(lease)
+		state.set(holder, lease.TTL())
+		renewLease(ctx, a, lease, log, state)
 	}()
-	return lease, nil
+	return release, nil
+}
+
+// renewLease renews until ctx ends or the lease is taken over.
+func renewLease(ctx context.Context, a *assembled, lease *s3.Lease, log *slog.Logger, state *leaseState) {
+	t := time.NewTicker(lease.TTL() / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := lease.Renew(ctx)
+		if errors.Is(err, s3.ErrLeaseHeld) {
+			log.Error("writer lease lost: no more archival or cold deletes from this mount", "op", "lease", "err", err)
+			state.lose(err)
+			a.store.Fence(err)
+			return
+		}
+		if err != nil {
+			log.Warn("could not renew the writer lease; retrying", "op", "lease", "err", err)
+			continue
+		}
+		state.renewedNow()
+	}
 }
 
 // limitMemory sets the Go runtime's soft memory limit to the cache budget
@@ -289,4 +337,18 @@ func limitMemory(cacheBytes int64) {
 		return
 	}
 	debug.SetMemoryLimit(cacheBytes + 80<<20)
+}
+
+// cpuProfile writes a CPU profile of the mount to path until stop is
+// called (SCRIBEFS_CPUPROFILE, for finding what bounds a benchmark).
+func cpuProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("SCRIBEFS_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("SCRIBEFS_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -111,6 +111,11 @@ type Store struct {
 	// listing; before that, cold lookups that miss the index ask S3.
 	synced   atomic.Bool
 	syncedCh chan struct{}
+	// indexTrusted: an earlier process reconciled the index with the
+	// bucket, so a miss in it means "no such segment" even before this
+	// process's first listing (other writers' new objects appear at the
+	// next refresh).
+	indexTrusted bool
 
 	fetchSem chan struct{} // bounds concurrent cold range GETs
 
@@ -148,6 +153,10 @@ type Store struct {
 // takes its lease over.
 func (s *Store) Fence(reason error) { s.fenced.Store(&reason) }
 
+// Unfence lets the store change the cold tier again (its writer lease is
+// now held).
+func (s *Store) Unfence() { s.fenced.Store(nil) }
+
 func (s *Store) coldWritable(op string, id segment.ID) error {
 	if p := s.fenced.Load(); p != nil {
 		return fmt.Errorf("%s segment %d: cold tier fenced: %v: %w", op, id, *p, backend.ErrReadOnly)
@@ -175,8 +184,10 @@ func New(hot *local.Backend, cold backend.Backend, blocks *cache.Blocks, cfg Con
 	if blocks == nil {
 		blocks = cache.New(0)
 	}
+	_, trusted := hot.Index().Reconciled()
 	return &Store{
-		hot: hot, index: hot.Index(), cold: cold, cache: blocks, cfg: cfg, log: cfg.Logger,
+		indexTrusted: trusted,
+		hot:          hot, index: hot.Index(), cold: cold, cache: blocks, cfg: cfg, log: cfg.Logger,
 		fetchSem: make(chan struct{}, cfg.FetchParallel),
 		inflight: map[cache.Key]*prefetchCall{},
 		syncedCh: make(chan struct{}),
@@ -252,7 +263,7 @@ func (s *Store) coldStat(ctx context.Context, id segment.ID) (segment.Info, erro
 	if ok {
 		return info, nil
 	}
-	if s.synced.Load() {
+	if s.synced.Load() || s.indexTrusted {
 		return segment.Info{}, notFound
 	}
 	if tomb, err := s.index.Tombstones(); err == nil {
@@ -726,6 +737,9 @@ func (s *Store) Reconcile(ctx context.Context) error {
 	}
 	if s.synced.CompareAndSwap(false, true) {
 		close(s.syncedCh)
+	}
+	if err := s.index.MarkReconciled(start); err != nil {
+		return err
 	}
 	if unresolved == 0 {
 		return nil

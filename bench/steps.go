@@ -504,7 +504,7 @@ func (hh *h) fio() error {
 	var rep struct {
 		Jobs []struct {
 			Read struct {
-				IOPS  float64 `json:"iops"`
+				IOPS   float64 `json:"iops"`
 				ClatNs struct {
 					Percentile map[string]float64 `json:"percentile"`
 				} `json:"clat_ns"`
@@ -520,4 +520,3 @@ func (hh *h) fio() error {
 		note: fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms", p["50.000000"]/1e6, p["99.000000"]/1e6, p["99.900000"]/1e6)})
 	return nil
 }
-

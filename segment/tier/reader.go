@@ -19,9 +19,10 @@ type Reader struct {
 	release func() // unpins a hot version
 
 	// mu guards the sequential-read detector.
-	mu     sync.Mutex
-	maxEnd int64 // the furthest offset read so far in the current run
-	window int64 // current readahead, grows while reads stay sequential
+	mu        sync.Mutex
+	maxEnd    int64 // the furthest offset read so far in the current run
+	window    int64 // current readahead, grows while reads stay sequential
+	fetchedTo int64 // how far prefetches have been issued
 }
 
 // Open pins the current version of a segment for reading.
@@ -48,7 +49,11 @@ func (s *Store) Open(ctx context.Context, id segment.ID) (*Reader, error) {
 		if err != nil {
 			return nil, err
 		}
-		if info.Sums == nil && info.Size > 0 {
+		// A segment that one fetch covers needs no block sums: it is read
+		// whole, and the backend checks the whole-object checksum recorded
+		// with it (fetchSpan reads to EOF for that). Larger ones need the
+		// block sums to check ranges.
+		if info.Sums == nil && info.Size > s.cfg.FetchSpan {
 			info = s.fillColdSums(ctx, info)
 		}
 		return &Reader{s: s, info: info}, nil
@@ -140,7 +145,7 @@ func (r *Reader) readAhead(off, n int64) {
 	r.mu.Lock()
 	end := off + n
 	if off > r.maxEnd+slack || end < r.maxEnd-r.window-slack {
-		r.window, r.maxEnd = 0, end
+		r.window, r.maxEnd, r.fetchedTo = 0, end, end
 		r.mu.Unlock()
 		return
 	}
@@ -150,7 +155,16 @@ func (r *Reader) readAhead(off, n int64) {
 	} else if r.window < r.s.cfg.ReadAhead {
 		r.window = min(2*r.window, r.s.cfg.ReadAhead)
 	}
-	from, to := r.maxEnd, r.maxEnd+r.window
+	// Refill only when less than a fetch span is left ahead, so GETs go
+	// out a whole span at a time rather than one block per read as the
+	// window slides.
+	r.fetchedTo = max(r.fetchedTo, r.maxEnd)
+	if r.fetchedTo-r.maxEnd > r.window-r.s.cfg.FetchSpan {
+		r.mu.Unlock()
+		return
+	}
+	from, to := r.fetchedTo, r.maxEnd+r.window
+	r.fetchedTo = to
 	r.mu.Unlock()
 	first := from / segment.BlockSize
 	last := min((to-1)/segment.BlockSize, (r.info.Size-1)/segment.BlockSize)
@@ -247,7 +261,12 @@ func (s *Store) fetchSpan(ctx context.Context, info segment.Info, lo, hi int64) 
 	defer func() { <-s.fetchSem }()
 	off := lo * segment.BlockSize
 	end := min((hi+1)*segment.BlockSize, info.Size)
-	r, err := s.cold.Get(ctx, info.ID, backend.GetOptions{Offset: off, Length: end - off, Version: info.Version, Compression: info.Compression})
+	opts := backend.GetOptions{Offset: off, Length: end - off, Version: info.Version, Compression: info.Compression}
+	whole := off == 0 && end == info.Size
+	if whole {
+		opts.Length = -1 // a whole read: the backend checks the object's own checksum at EOF
+	}
+	r, err := s.cold.Get(ctx, info.ID, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -265,6 +284,19 @@ func (s *Store) fetchSpan(ctx context.Context, info segment.Info, lo, hi int64) 
 			return nil, fmt.Errorf("segment %d: %w", info.ID, err)
 		}
 		blocks = append(blocks, buf)
+	}
+	if whole {
+		// Read through EOF so the backend's whole-object check runs.
+		if n, err := r.Read(make([]byte, 1)); n > 0 || (err != nil && err != io.EOF) {
+			if err == nil {
+				err = fmt.Errorf("%w: object longer than its recorded %d bytes", backend.ErrStale, info.Size)
+			}
+			if errors.Is(err, segment.ErrChecksum) {
+				s.stats.ChecksumErrors.Add(1)
+				s.log.Error("cold data failed its checksum", "op", "read", "segment", info.ID, "offset", 0, "err", err)
+			}
+			return nil, fmt.Errorf("read segment %d: %w", info.ID, err)
+		}
 	}
 	s.stats.ColdFetches.Add(1)
 	s.stats.ColdFetchBytes.Add(end - off)

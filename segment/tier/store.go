@@ -42,8 +42,9 @@ type Config struct {
 	// (default 60s).
 	Refresh time.Duration
 	// ReadAhead is the most cold bytes prefetched ahead of a sequential
-	// reader (default 64 MiB), in spans of FetchSpan (default 8 MiB) with at
-	// most FetchParallel spans in flight (default 4).
+	// reader (default 96 MiB), in spans of FetchSpan (default 8 MiB) with at
+	// most FetchParallel spans in flight (default 6: 48 MiB of buffers, which
+	// the memory bound of cache + 100 MiB leaves room for).
 	ReadAhead     int64
 	FetchSpan     int64
 	FetchParallel int
@@ -79,13 +80,13 @@ func (c *Config) setDefaults(hotPath string) {
 		c.Refresh = time.Minute
 	}
 	if c.ReadAhead == 0 {
-		c.ReadAhead = 64 << 20
+		c.ReadAhead = 96 << 20
 	}
 	if c.FetchSpan == 0 {
 		c.FetchSpan = 8 << 20
 	}
 	if c.FetchParallel == 0 {
-		c.FetchParallel = 4
+		c.FetchParallel = 6
 	}
 	if c.FullWait == 0 {
 		c.FullWait = 30 * time.Second

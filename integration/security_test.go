@@ -182,6 +182,15 @@ func TestTooLargeThroughMount(t *testing.T) {
 	if got := sh(t, m.Segs(), "cat 1; ls | sort -n"); got != "old1\n" {
 		t.Fatalf("after refused writes: %q", got)
 	}
+	// renames out of segments/ are refused; nothing moves
+	for _, script := range []string{"mv 1 ../x", "mv 1 ../segments2"} {
+		if out, err := shErr(m.Segs(), script); err == nil {
+			t.Errorf("%s succeeded: %q", script, out)
+		}
+	}
+	if got := sh(t, m.Segs(), "cat 1; ls .. | tr '\\n' ' '"); got != "oldsegments " {
+		t.Fatalf("after refused renames: %q", got)
+	}
 	if r := e.run(strings.NewReader(strings.Repeat("x", 1001)), "put", "3"); r.code != 1 || !strings.Contains(r.stderr, "too large") {
 		t.Fatalf("CLI oversized put: %d %q", r.code, r.stderr)
 	}

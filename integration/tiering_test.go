@@ -101,7 +101,9 @@ func TestOutageThenRecovery(t *testing.T) {
 // returned: the read fails with EIO.
 func TestCorruptObjectIsEIO(t *testing.T) {
 	e := newEnv(t, "")
-	data := randomBytes(9, 2<<20)
+	// 10 MiB: more than one fetch span, so reads are checked block by block
+	// (a segment that one fetch covers is checked whole, below).
+	data := randomBytes(9, 10<<20)
 	mustWriteFile(t, filepath.Join(e.dir, "d"), data)
 	e.mustRun(nil, "put", "9", filepath.Join(e.dir, "d"))
 	e.mustRun(nil, "archive", "9")
@@ -132,5 +134,24 @@ func TestCorruptObjectIsEIO(t *testing.T) {
 	}
 	if !strings.Contains(m.logs.String(), "checksum") {
 		t.Errorf("no log line about the checksum: %s", m.logs.String())
+	}
+	// a small segment, read whole, is checked against its recorded checksum
+	small := randomBytes(10, 300<<10)
+	mustWriteFile(t, filepath.Join(e.dir, "s"), small)
+	e.mustRun(nil, "put", "10", filepath.Join(e.dir, "s"))
+	e.mustRun(nil, "archive", "10")
+	head, err = e.s3().HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(objectKey(10))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	small[1000] ^= 0x01
+	if _, err := e.s3().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(objectKey(10)),
+		Body: bytes.NewReader(small), Metadata: head.Metadata}); err != nil {
+		t.Fatal(err)
+	}
+	m.unmount()
+	m = h2.mount("--read-only")
+	if out, err := shErr(m.Segs(), "cat 10 > /dev/null"); err == nil || !strings.Contains(out, "Input/output error") {
+		t.Fatalf("read of a corrupted small segment: %v %q", err, out)
 	}
 }

@@ -397,6 +397,11 @@ func (b *Backend) Get(ctx context.Context, id segment.ID, opts backend.GetOption
 	if version != "" {
 		l, ok = b.layouts.Get(versionKey{id, version})
 	}
+	if !ok && version != "" && opts.Compression == "" && opts.Offset == 0 && opts.Length < 0 {
+		if r, done, err := b.getWholeSmall(ctx, id, opts); done {
+			return r, err
+		}
+	}
 	if !ok {
 		info, err := b.Backend.Stat(ctx, id)
 		if err != nil {
@@ -433,6 +438,60 @@ func (b *Backend) Get(ctx context.Context, id segment.ID, opts backend.GetOption
 		return nil, err
 	}
 	return &blockReader{b: b, l: l, id: id, raw: raw, next: lo, skip: start - lo*l.blockSize, left: end - start}, nil
+}
+
+// smallWhole is the largest object getWholeSmall reads into memory.
+const smallWhole = 8 << 20
+
+// getWholeSmall answers a whole read of a version whose format is not known
+// yet with one GET instead of a HEAD, a footer probe and then the GET: it
+// reads the object (if it is at most smallWhole bytes) and looks for the
+// footer in memory. An object in this package's format is decoded, with each
+// block's checksum checked; any other is returned as read. done is false
+// when the object is too large to hold, and the caller takes the usual path.
+func (b *Backend) getWholeSmall(ctx context.Context, id segment.ID, opts backend.GetOptions) (r io.ReadCloser, done bool, err error) {
+	raw, err := b.Backend.Get(ctx, id, opts)
+	if err != nil {
+		return nil, true, err
+	}
+	defer raw.Close()
+	buf, err := io.ReadAll(io.LimitReader(raw, smallWhole+1))
+	if err != nil {
+		return nil, true, err
+	}
+	if len(buf) > smallWhole {
+		return nil, false, nil
+	}
+	key := versionKey{id, opts.Version}
+	stored := int64(len(buf))
+	if stored < footerLen+zstdSkippableHdr {
+		b.layouts.Add(key, nil)
+		return io.NopCloser(bytes.NewReader(buf)), true, nil
+	}
+	tail := buf[max(0, stored-tailProbe):]
+	f, ok, err := findFooter(tail)
+	if !ok {
+		b.layouts.Add(key, nil)
+		return io.NopCloser(bytes.NewReader(buf)), true, nil
+	}
+	if err != nil {
+		return nil, true, fmt.Errorf("segment %d: %w", id, err)
+	}
+	off, end, err := f.indexRegion(stored)
+	if err != nil {
+		return nil, true, fmt.Errorf("segment %d: %w", id, err)
+	}
+	l, err := parseIndex(f, buf[off:end])
+	if err != nil {
+		return nil, true, fmt.Errorf("segment %d: %w", id, err)
+	}
+	b.layouts.Add(key, l)
+	if l.size == 0 {
+		return io.NopCloser(bytes.NewReader(nil)), true, nil
+	}
+	n := int64(len(l.offs)) - 1
+	frames := io.NopCloser(bytes.NewReader(buf[l.offs[0]:l.offs[n]]))
+	return &blockReader{b: b, l: l, id: id, raw: frames, next: 0, left: l.size}, true, nil
 }
 
 // blockReader decodes frames from a ranged GET one block at a time, so it

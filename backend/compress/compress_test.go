@@ -440,3 +440,44 @@ func FuzzParseTrailer(f *testing.F) {
 		}
 	})
 }
+
+// statCounting counts Stat calls on top of counting's Gets.
+type statCounting struct {
+	*counting
+	stats int
+}
+
+func (c *statCounting) Stat(ctx context.Context, id segment.ID) (segment.Info, error) {
+	c.stats++
+	return c.counting.Stat(ctx, id)
+}
+
+// TestWholeSmallReadIsOneGet: a whole read of a small object whose format a
+// fresh wrapper does not know yet is one GET and no Stat, for a plain object
+// and for a compressed one alike.
+func TestWholeSmallReadIsOneGet(t *testing.T) {
+	local := mustLocal(t)
+	writer := mustNew(t, local, Zstd)
+	plainWriter := mustNew(t, local, None)
+	data := compressible(5, 3*segment.BlockSize+100)
+	mustPut(t, writer, 1, data)
+	mustPut(t, plainWriter, 2, data[:70000])
+	for _, c := range []struct {
+		id   segment.ID
+		want []byte
+	}{{1, data}, {2, data[:70000]}} {
+		inner := &statCounting{counting: &counting{Backend: local}}
+		fresh := mustNew(t, inner, None)
+		info, err := local.Stat(ctx, c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := mustRead(t, fresh, c.id, backend.GetOptions{Length: -1, Version: info.Version})
+		if !bytes.Equal(got, c.want) {
+			t.Fatalf("segment %d: whole read differs", c.id)
+		}
+		if inner.gets.Load() != 1 || inner.stats != 0 {
+			t.Fatalf("segment %d: %d GETs and %d Stats for one whole read, want 1 and 0", c.id, inner.gets.Load(), inner.stats)
+		}
+	}
+}

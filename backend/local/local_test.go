@@ -277,3 +277,51 @@ func BenchmarkLocal(b *testing.B) {
 		return be
 	})
 }
+
+// TestCompact: after segments leave, compaction shrinks the file and keeps
+// what remains intact; it refuses while the file is in use.
+func TestCompact(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hot.db")
+	b := mustOpen(t, path)
+	ctx := context.Background()
+	keep := backendtest.RandomBytes(1, 3<<20)
+	if _, err := b.Put(ctx, 1, bytes.NewReader(keep), backend.PutOptions{Size: -1}); err != nil {
+		t.Fatal(err)
+	}
+	for id := segment.ID(2); id < 10; id++ {
+		if _, err := b.Put(ctx, id, bytes.NewReader(backendtest.RandomBytes(int64(id), 8<<20)), backend.PutOptions{Size: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id := segment.ID(2); id < 10; id++ {
+		if err := b.Delete(ctx, id, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := Compact(path, 100*time.Millisecond); !errors.Is(err, ErrLocked) {
+		t.Fatalf("compact while open: %v, want ErrLocked", err)
+	}
+	b.Close()
+	before, after, err := Compact(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after >= before/2 {
+		t.Fatalf("compaction: %d -> %d bytes", before, after)
+	}
+	t.Logf("compacted %d -> %d bytes", before, after)
+	c := mustOpen(t, path)
+	defer c.Close()
+	r, err := c.Get(ctx, 1, backend.Whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r)
+	r.Close()
+	if !bytes.Equal(got, keep) {
+		t.Fatal("segment changed by compaction")
+	}
+	if ids := 0; c.List(ctx, func(segment.Info) error { ids++; return nil }) != nil || ids != 1 {
+		t.Fatalf("listing after compaction: %d segments", ids)
+	}
+}

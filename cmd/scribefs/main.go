@@ -88,7 +88,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			putCommand(), getCommand(), lsCommand(), rmCommand(), statCommand(),
 			archiveCommand(), healthCommand(), statusCommand(), verifyCommand(), importCommand(), exportCommand(),
-			dumpCommand(), mountCommand(), completionCommand(),
+			dumpCommand(), compactCommand(), mountCommand(), completionCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

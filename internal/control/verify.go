@@ -169,9 +169,9 @@ func (l *Local) Verify(ctx context.Context, opts VerifyOptions, progress VerifyP
 				} else {
 					rep.ColdChecked++
 				}
-				d, t, b := done, total, rep.Bytes
+				// Under the lock: progress callbacks are serial, in order.
+				progress(done, total, rep.Bytes)
 				mu.Unlock()
-				progress(d, t, b)
 			}
 		}()
 	}

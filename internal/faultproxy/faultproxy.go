@@ -303,15 +303,15 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			abort(w)
 			return
 		}
-		p.rp.ServeHTTP(&faultWriter{ResponseWriter: w, p: p, f: f, ctx: r.Context()}, r)
+		p.serveFaulted(w, r, f)
 	case Corrupt:
 		if r.Method != http.MethodGet {
 			p.rp.ServeHTTP(w, r)
 			return
 		}
-		p.rp.ServeHTTP(&faultWriter{ResponseWriter: w, p: p, f: f, ctx: r.Context()}, r)
+		p.serveFaulted(w, r, f)
 	default:
-		p.rp.ServeHTTP(&faultWriter{ResponseWriter: w, p: p, f: f, ctx: r.Context()}, r)
+		p.serveFaulted(w, r, f)
 	}
 }
 
@@ -384,6 +384,24 @@ type faultWriter struct {
 	status int
 	sent   int64
 	done   bool // the fault has cut the response
+
+	// mu guards finished: set once the handler has returned, after which
+	// the reverse proxy's flush timer may still fire; flushing a finished
+	// response would touch a writer net/http has already released.
+	mu       sync.Mutex
+	finished bool
+}
+
+// serveFaulted runs the reverse proxy through a faultWriter and marks it
+// finished when the handler returns.
+func (p *Proxy) serveFaulted(w http.ResponseWriter, r *http.Request, f *Fault) {
+	fw := &faultWriter{ResponseWriter: w, p: p, f: f, ctx: r.Context()}
+	defer func() {
+		fw.mu.Lock()
+		fw.finished = true
+		fw.mu.Unlock()
+	}()
+	p.rp.ServeHTTP(fw, r)
 }
 
 func (fw *faultWriter) WriteHeader(status int) {
@@ -391,7 +409,14 @@ func (fw *faultWriter) WriteHeader(status int) {
 	fw.ResponseWriter.WriteHeader(status)
 }
 
-func (fw *faultWriter) Flush() { http.NewResponseController(fw.ResponseWriter).Flush() }
+func (fw *faultWriter) Flush() {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if fw.finished {
+		return
+	}
+	http.NewResponseController(fw.ResponseWriter).Flush()
+}
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (fw *faultWriter) Unwrap() http.ResponseWriter { return fw.ResponseWriter }

@@ -385,9 +385,10 @@ type faultWriter struct {
 	sent   int64
 	done   bool // the fault has cut the response
 
-	// mu guards finished: set once the handler has returned, after which
-	// the reverse proxy's flush timer may still fire; flushing a finished
-	// response would touch a writer net/http has already released.
+	// mu guards finished (the handler has returned) and, for Flush, done
+	// (the fault has hijacked the connection): the reverse proxy's flush
+	// timer may fire after either, and flushing then would touch a writer
+	// net/http has released.
 	mu       sync.Mutex
 	finished bool
 }
@@ -412,7 +413,7 @@ func (fw *faultWriter) WriteHeader(status int) {
 func (fw *faultWriter) Flush() {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
-	if fw.finished {
+	if fw.finished || fw.done {
 		return
 	}
 	http.NewResponseController(fw.ResponseWriter).Flush()
@@ -453,7 +454,11 @@ func (fw *faultWriter) Write(b []byte) (int, error) {
 		n, _ := fw.ResponseWriter.Write(b[:keep])
 		fw.sent += int64(n)
 		fw.Flush()
+		// From here the connection is hijacked or held: the reverse
+		// proxy's flush timer must not touch the response (see Flush).
+		fw.mu.Lock()
 		fw.done = true
+		fw.mu.Unlock()
 		switch f.Kind {
 		case Stall:
 			fw.p.waitGone(fw.ctx)

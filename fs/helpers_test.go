@@ -220,19 +220,7 @@ func startSh(t *testing.T, script string, args ...string) *heldShell {
 func startCmd(t *testing.T, name string, args ...string) *heldShell {
 	t.Helper()
 	cmd := exec.Command(name, args...)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr logBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	in, out, stderr := mustStartPiped(t, cmd)
 	h := &heldShell{t: t, cmd: cmd, in: in, out: bufio.NewReader(out), lines: make(chan string, 16)}
 	go func() {
 		defer close(h.lines)
@@ -370,4 +358,24 @@ func abbreviate(s string) string {
 		return fmt.Sprintf("%s…(%d bytes)", s[:64], len(s))
 	}
 	return s
+}
+
+// mustStartPiped starts cmd with pipes to its stdin and stdout and its
+// stderr collected.
+func mustStartPiped(t *testing.T, cmd *exec.Cmd) (io.WriteCloser, io.ReadCloser, *logBuffer) {
+	t.Helper()
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &logBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return in, out, stderr
 }

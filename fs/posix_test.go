@@ -51,19 +51,7 @@ func startServer(t *testing.T, dir string) *servedMount {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), serveEnv+"="+dir)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr logBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	in, out, stderr := mustStartPiped(t, cmd)
 	s := &servedMount{cmd: cmd, in: in, mnt: filepath.Join(dir, "mnt")}
 	t.Cleanup(func() {
 		in.Close()

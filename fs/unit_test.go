@@ -130,7 +130,7 @@ func TestClassify(t *testing.T) {
 func TestImports(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
-		t.Skipf("go list: %v", err)
+		t.Fatalf("go list: %v", err)
 	}
 	for _, pkg := range strings.Fields(string(out)) {
 		if strings.HasPrefix(pkg, "github.com/aws/") || strings.HasPrefix(pkg, "go.etcd.io/bbolt") {

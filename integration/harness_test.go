@@ -73,7 +73,6 @@ type env struct {
 	bucket  string
 	cfgPath string
 	hotPath string
-	extra   string // more TOML appended to the config
 }
 
 func requireSetup(t *testing.T) {

@@ -504,28 +504,20 @@ func (b *Backend) Stat(ctx context.Context, id segment.ID) (segment.Info, error)
 // Get implements backend.Backend. The returned reader pins the version, so
 // it keeps reading the same bytes through a concurrent overwrite or delete.
 func (b *Backend) Get(ctx context.Context, id segment.ID, opts backend.GetOptions) (io.ReadCloser, error) {
-	var m meta
-	err := b.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketMeta).Get(idKey(id))
-		if v == nil {
-			return backend.ErrNotFound
+	if opts.Version != "" {
+		// An older version is still readable while someone pins it.
+		if gen, size, ok := b.repin(opts.Version); ok {
+			return b.rangeReader(gen, size, opts.Offset, opts.Length), nil
 		}
-		var err error
-		m, err = decodeMeta(v)
-		return err
-	})
+	}
+	m, err := b.pinCurrent(id)
 	if err != nil {
 		return nil, segErr("get", id, err)
 	}
 	if opts.Version != "" && opts.Version != strconv.FormatUint(m.gen, 10) {
-		// An older version is still readable while someone pins it.
-		gen, size, ok := b.pinned(opts.Version)
-		if !ok {
-			return nil, segErr("get", id, backend.ErrStale)
-		}
-		m = meta{gen: gen, size: size}
+		b.unpin(m.gen)
+		return nil, segErr("get", id, backend.ErrStale)
 	}
-	b.pin(m.gen, m.size)
 	return b.rangeReader(m.gen, m.size, opts.Offset, opts.Length), nil
 }
 
@@ -631,37 +623,55 @@ func (b *Backend) ReadAt(version string, p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// Pin keeps the given version's bytes readable (through ReadAt or Get with
-// that Version) until release is called, even if the segment is overwritten
-// or deleted meanwhile. It fails with ErrStale when the version is no longer
-// current and not otherwise pinned.
-func (b *Backend) Pin(id segment.ID, version string) (release func(), err error) {
-	gen, err := strconv.ParseUint(version, 10, 64)
+// PinCurrent pins the current version of a segment and describes it: its
+// bytes stay readable (through ReadAt or Get with that Version) until release
+// is called, even if the segment is overwritten, archived or deleted
+// meanwhile.
+func (b *Backend) PinCurrent(id segment.ID) (segment.Info, func(), error) {
+	m, err := b.pinCurrent(id)
 	if err != nil {
-		return nil, segErr("pin", id, fmt.Errorf("%w: version %q", backend.ErrInvalid, version))
+		return segment.Info{}, nil, segErr("pin", id, err)
 	}
-	var m meta
+	return m.info(id), sync.OnceFunc(func() { b.unpin(m.gen) }), nil
+}
+
+// pinCurrent pins id's current generation. The pin is taken before the
+// generation is confirmed still current: the garbage collector frees only
+// generations no segment points at and skips pinned ones, so once the
+// confirmation succeeds the chunks cannot be freed under the reader. (Checking
+// first and pinning after would leave a window for an overwrite and a GC
+// pass in between.)
+func (b *Backend) pinCurrent(id segment.ID) (meta, error) {
+	for attempt := 0; ; attempt++ {
+		m, err := b.currentMeta(id)
+		if err != nil {
+			return meta{}, err
+		}
+		b.pin(m.gen, m.size)
+		again, err := b.currentMeta(id)
+		if err == nil && again.gen == m.gen {
+			return again, nil
+		}
+		b.unpin(m.gen)
+		switch {
+		case err != nil:
+			return meta{}, err
+		case attempt == 4:
+			return meta{}, fmt.Errorf("%w: overwritten while being opened", backend.ErrStale)
+		}
+	}
+}
+
+func (b *Backend) currentMeta(id segment.ID) (m meta, err error) {
 	err = b.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(idKey(id))
 		if v == nil {
 			return backend.ErrNotFound
 		}
-		var err error
 		m, err = decodeMeta(v)
 		return err
 	})
-	if err == nil && m.gen != gen {
-		err = backend.ErrStale
-	}
-	if err != nil {
-		if _, size, ok := b.pinned(version); ok {
-			b.pin(gen, size)
-			return sync.OnceFunc(func() { b.unpin(gen) }), nil
-		}
-		return nil, segErr("pin", id, err)
-	}
-	b.pin(m.gen, m.size)
-	return sync.OnceFunc(func() { b.unpin(m.gen) }), nil
+	return m, err
 }
 
 // pinState counts a generation's readers and remembers its size, so a
@@ -692,6 +702,24 @@ func (b *Backend) unpin(gen uint64) {
 	if last {
 		b.kickGC()
 	}
+}
+
+// repin adds a reader to a version that is pinned already, atomically (a
+// separate check and pin could race with the last release and the GC).
+func (b *Backend) repin(version string) (gen uint64, size int64, ok bool) {
+	gen, err := strconv.ParseUint(version, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p, ok := b.pins[gen]
+	if !ok || p.n <= 0 {
+		return 0, 0, false
+	}
+	p.n++
+	b.pins[gen] = p
+	return gen, p.size, true
 }
 
 func (b *Backend) pinned(version string) (gen uint64, size int64, ok bool) {

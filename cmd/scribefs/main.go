@@ -163,7 +163,7 @@ func parseID(s string) (segment.ID, error) {
 // segErr words an error for the user: "segment 123: not found".
 func segErr(id segment.ID, err error) error {
 	switch {
-	case errors.Is(err, backend.ErrNotFound) && !strings.Contains(err.Error(), "bucket"):
+	case errors.Is(err, backend.ErrNotFound):
 		return fmt.Errorf("segment %d: not found", id)
 	case errors.Is(err, backend.ErrTooLarge):
 		return fmt.Errorf("segment %d: %v", id, err)

@@ -25,13 +25,12 @@ type progress struct {
 	bar *mpb.Bar
 
 	// mu guards the fields below.
-	mu       sync.Mutex
-	done     int
-	total    int
-	bytes    int64
-	lastLine time.Time
-	stop     chan struct{}
-	stopped  sync.WaitGroup
+	mu      sync.Mutex
+	done    int
+	total   int
+	bytes   int64
+	stop    chan struct{}
+	stopped sync.WaitGroup
 }
 
 // plainEvery is how often the plain form prints.

@@ -27,37 +27,26 @@ type Reader struct {
 
 // Open pins the current version of a segment for reading.
 func (s *Store) Open(ctx context.Context, id segment.ID) (*Reader, error) {
-	for attempt := 0; ; attempt++ {
-		info, err := s.hot.Stat(ctx, id)
-		if err == nil {
-			release, err := s.hot.Pin(id, info.Version)
-			if errors.Is(err, backend.ErrStale) || errors.Is(err, backend.ErrNotFound) {
-				if attempt < 3 {
-					continue // overwritten or archived between stat and pin
-				}
-			}
-			if err != nil {
-				return nil, err
-			}
-			s.touch(id)
-			return &Reader{s: s, info: info, release: release}, nil
-		}
-		if !errors.Is(err, backend.ErrNotFound) {
-			return nil, err
-		}
-		info, err = s.coldStat(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		// A segment that one fetch covers needs no block sums: it is read
-		// whole, and the backend checks the whole-object checksum recorded
-		// with it (fetchSpan reads to EOF for that). Larger ones need the
-		// block sums to check ranges.
-		if info.Sums == nil && info.Size > s.cfg.FetchSpan {
-			info = s.fillColdSums(ctx, info)
-		}
-		return &Reader{s: s, info: info}, nil
+	info, release, err := s.hot.PinCurrent(id)
+	if err == nil {
+		s.touch(id)
+		return &Reader{s: s, info: info, release: release}, nil
 	}
+	if !errors.Is(err, backend.ErrNotFound) {
+		return nil, err
+	}
+	info, err = s.coldStat(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	// A segment that one fetch covers needs no block sums: it is read whole,
+	// and the backend checks the whole-object checksum recorded with it
+	// (fetchSpan reads to EOF for that). Larger ones need the block sums to
+	// check ranges.
+	if info.Sums == nil && info.Size > s.cfg.FetchSpan {
+		info = s.fillColdSums(ctx, info)
+	}
+	return &Reader{s: s, info: info}, nil
 }
 
 // fillColdSums asks S3 once for the checksums a listing does not carry

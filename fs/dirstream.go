@@ -231,9 +231,13 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 
 var _ = (gofs.FileLookuper)((*dirHandle)(nil))
 
-// Lookup describes the entry just listed for readdirplus.
+// Lookup describes the entry just listed for readdirplus. An entry whose
+// listing could not tell the true size (a Scribe Ledger object whose sidecar
+// is not read yet, right after the first mount) is looked up in full: the
+// kernel would otherwise keep the stored size and cut a read right after the
+// listing there, even with the shortest attribute timeout.
 func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if h.s == nil || !h.s.last.hasInfo || h.s.last.entry.Name != name || h.d.draftOf(name) != nil {
+	if h.s == nil || !h.s.last.hasInfo || h.s.last.entry.Name != name || h.d.draftOf(name) != nil || h.s.last.info.Unresolved {
 		return h.d.Lookup(ctx, name, out)
 	}
 	info := h.s.last.info

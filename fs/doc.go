@@ -48,6 +48,7 @@
 //	fileNode     file.go       a file: Getattr, Setattr, Open, Read, Write,
 //	                           Flush, Fsync, Release
 //	draft        draft.go      the staged new contents of a file being written
+//	stream       stream.go     a draft being stored while appends continue
 //	gatedStore   gate.go       the Store, shut once the mount has ended
 //
 // Mount, Options and Server are in mount.go; the inode numbering in ino.go;
@@ -78,6 +79,13 @@
 // publishes an empty version of a segment about to be rewritten. A file may
 // not grow past Store.MaxSegmentBytes (EFBIG); a new file whose writes failed
 // is not stored at all.
+//
+// A file written by appends (cp, a download, a ledger writing a segment) is
+// streamed into the store once it passes 8 MiB (stream.go): a
+// Store.PutStream reads the spool behind the writer, so close only stores
+// the last bytes and publishes. The new version is still invisible until
+// then, and any other change (a write below the end, a truncation, a
+// rename) abandons the stream and close falls back to Store.Put.
 //
 // # Inode numbers
 //

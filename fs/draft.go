@@ -62,6 +62,10 @@ type draft struct {
 	// version of a segment that is about to be rewritten.
 	strong bool
 	fresh  bool // the draft started from nothing (a new file)
+	// st stores the spool while appends continue (see stream); noStream
+	// is set once one was aborted, until the next publish.
+	st       *stream
+	noStream bool
 }
 
 // newDraft starts a draft from base, the pinned current version of an
@@ -131,46 +135,77 @@ func (dr *draft) readAt(p []byte, off int64) (int, error) {
 // overwrite each other.
 const appendOffset = -1
 
-// writeAt writes p at off and returns the change's sequence number. A write
-// that would make the file larger than limit fails with EFBIG. Any failed
-// write poisons the draft: the application was told that its data did not
-// get in, so the file is never published from this draft.
-func (dr *draft) writeAt(p []byte, off, limit int64) (uint64, error) {
+// writeAt writes p at off and returns the change's sequence number, and
+// whether the draft is now worth streaming (see maybeStream). A write that
+// would make the file larger than limit fails with EFBIG. Any failed write
+// poisons the draft: the application was told that its data did not get in,
+// so the file is never published from this draft.
+func (dr *draft) writeAt(p []byte, off, limit int64) (seq uint64, streamable bool, err error) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
 	if dr.closed {
-		return 0, errDraftClosed
+		return 0, false, errDraftClosed
 	}
 	if dr.err != nil {
-		return 0, dr.err
+		return 0, false, dr.err
 	}
 	if off == appendOffset {
 		off = dr.size
 	}
 	end := off + int64(len(p))
 	if off < 0 || end < off {
-		return 0, syscall.EINVAL
+		return 0, false, syscall.EINVAL
 	}
 	if end > limit {
 		dr.err = fmt.Errorf("write to %d bytes, over the %d-byte segment limit: %w", end, limit, syscall.EFBIG)
-		return 0, dr.err
+		dr.dropStreamLocked()
+		return 0, false, dr.err
 	}
 	if err := dr.loadLocked(-1); err != nil {
 		dr.err = err
-		return 0, err
+		return 0, false, err
 	}
 	if err := dr.ensureSpoolLocked(); err != nil {
 		dr.err = err
-		return 0, err
+		return 0, false, err
+	}
+	if off != dr.size {
+		dr.dropStreamLocked() // not an append: the stream may have read these bytes
 	}
 	if _, err := dr.spool.WriteAt(p, off); err != nil {
 		dr.err = fmt.Errorf("spool: %w", err)
-		return 0, dr.err
+		dr.dropStreamLocked()
+		return 0, false, dr.err
 	}
 	dr.size = max(dr.size, end)
 	dr.touchLocked()
 	dr.strong = true
-	return dr.seq, nil
+	if dr.st != nil {
+		dr.st.grow(dr.size)
+	}
+	return dr.seq, dr.st == nil && !dr.noStream && dr.size >= streamMin, nil
+}
+
+// maybeStream starts storing the draft as segment id while it is still being
+// written (see stream), unless a stream runs or was aborted since the last
+// publish.
+func (dr *draft) maybeStream(ctx context.Context, store Store, id segment.ID) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.st != nil || dr.noStream || dr.closed || dr.err != nil || !dr.loaded || dr.spool == nil || dr.size < streamMin {
+		return
+	}
+	dr.st = startStream(ctx, store, id, dr.spool, dr.size)
+}
+
+// dropStreamLocked abandons the stream, if any; the next publish stores the
+// spool with Store.Put.
+func (dr *draft) dropStreamLocked() {
+	if dr.st != nil {
+		dr.st.abort(nil)
+		dr.st = nil
+		dr.noStream = true
+	}
 }
 
 // truncate sets the size; growing fills with zeros (sparsely in the spool).
@@ -189,6 +224,7 @@ func (dr *draft) truncate(size, limit int64) (uint64, error) {
 	if size > limit {
 		return 0, fmt.Errorf("truncate to %d bytes, over the %d-byte segment limit: %w", size, limit, syscall.EFBIG)
 	}
+	dr.dropStreamLocked()
 	if err := dr.loadLocked(size); err != nil {
 		dr.err = err
 		return 0, err
@@ -290,6 +326,19 @@ func (dr *draft) publish(ctx context.Context, store Store, id segment.ID, force 
 	// The mtime of the last change (or the one set by utimes): what stat
 	// showed while the file was being written, and what it shows after.
 	mtime := dr.mtime
+	st := dr.st
+	if st != nil {
+		if st.id == id {
+			if err := st.finish(dr.size, mtime); err == nil {
+				dr.mu.RUnlock()
+				dr.published(seq, st)
+				return nil
+			}
+			// Fall back to a plain Put, which reports its own error.
+		} else {
+			st.abort(nil) // renamed since the stream started
+		}
+	}
 	var r io.Reader
 	switch {
 	case !dr.loaded:
@@ -302,15 +351,32 @@ func (dr *draft) publish(ctx context.Context, store Store, id segment.ID, force 
 	_, err := store.Put(ctx, id, r, dr.size, mtime)
 	dr.mu.RUnlock()
 	if err != nil {
+		if st != nil {
+			dr.mu.Lock()
+			if dr.st == st {
+				dr.st, dr.noStream = nil, true
+			}
+			dr.mu.Unlock()
+		}
 		return err
 	}
+	dr.published(seq, st)
+	return nil
+}
+
+// published records that the changes up to seq are stored; st, the stream
+// that was finished or abandoned by the publish, is done with.
+func (dr *draft) published(seq uint64, st *stream) {
 	dr.mu.Lock()
+	defer dr.mu.Unlock()
 	if seq > dr.pubSeq {
 		dr.pubSeq = seq
 		dr.strong = false
 	}
-	dr.mu.Unlock()
-	return nil
+	if st != nil && dr.st == st {
+		dr.st = nil
+	}
+	dr.noStream = false
 }
 
 // failedNew reports whether the draft is a new file whose writes failed.
@@ -356,6 +422,7 @@ func (dr *draft) close() {
 		return
 	}
 	dr.closed = true
+	dr.dropStreamLocked()
 	if dr.spool != nil {
 		dr.spool.Close()
 		dr.spool = nil

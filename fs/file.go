@@ -238,11 +238,20 @@ func (n *fileNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, of
 	if h.append {
 		off = appendOffset
 	}
-	seq, err := h.draft.writeAt(data, off, n.dir.fsys.store.MaxSegmentBytes())
+	seq, streamable, err := h.draft.writeAt(data, off, n.dir.fsys.store.MaxSegmentBytes())
 	if err != nil {
 		return 0, n.dir.fsys.fail("write", n.dir.nameOf(n), err)
 	}
 	h.wrote(seq)
+	if streamable && !n.dir.fsys.discard.Load() {
+		d := n.dir
+		d.mu.Lock()
+		name := h.draft.name
+		d.mu.Unlock()
+		if kind, id := classify(name); kind == segmentName {
+			h.draft.maybeStream(d.fsys.ctx, d.fsys.store, id)
+		}
+	}
 	return uint32(len(data)), 0
 }
 

@@ -5,6 +5,8 @@ package fs
 // FUSE mount must not access it itself.
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -898,4 +900,131 @@ func TestExternalUnmount(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Wait did not return after umount")
 	}
+}
+
+// streamScript writes argv[2] MiB of a pattern to argv[1] in 1 MiB writes
+// and "tail", then runs the steps in argv[3:] ("patch" rewrites bytes at
+// 1 MiB, "utime" sets the mtime to 2001-09-09, "hold" prints "held", waits
+// for a line on stdin and appends "more"), then closes and prints "closed".
+const streamScript = `
+import os, sys
+path, mib = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+for i in range(mib):
+    os.write(fd, bytes([i % 251]) * (1 << 20))
+os.write(fd, b"tail")
+for step in sys.argv[3:]:
+    if step == "patch":
+        os.pwrite(fd, b"PATCH", 1 << 20)
+    elif step == "utime":
+        os.utime(fd, (1000000000, 1000000000))
+    elif step == "hold":
+        print("held", flush=True)
+        sys.stdin.readline()
+        os.write(fd, b"more")
+os.close(fd)
+print("closed", flush=True)
+`
+
+func streamWant(mib int, patch, more bool) string {
+	var b strings.Builder
+	for i := range mib {
+		b.WriteString(strings.Repeat(string([]byte{byte(i % 251)}), 1<<20))
+	}
+	b.WriteString("tail")
+	if more {
+		b.WriteString("more")
+	}
+	s := b.String()
+	if patch {
+		s = s[:1<<20] + "PATCH" + s[1<<20+5:]
+	}
+	return s
+}
+
+// A file written sequentially is stored while it is written (PutStream),
+// invisible until close; a write that is not an append falls back to Put;
+// an mtime set before close is the one stored.
+func TestStreamedWrites(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+
+	h := startCmd(t, "python3", "-c", streamScript, m.path("30"), "20", "hold")
+	h.expect("held")
+	for deadline := time.Now().Add(5 * time.Second); m.store.Calls("putstream") == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond) // the stream starts in the background
+	}
+	if got := m.store.Calls("putstream"); got != 1 {
+		t.Fatalf("%d streamed puts while the file is written, want 1", got)
+	}
+	mustNotStored(t, m.store, 30) // nothing visible before close
+	h.send("")
+	h.expect("closed")
+	if err := h.wait(); err != nil {
+		t.Fatal(err)
+	}
+	mustStored(t, m.store, 30, streamWant(20, false, true))
+	if got := m.store.Calls("put"); got != 1 {
+		t.Fatalf("%d versions stored, want 1", got)
+	}
+
+	// Rewriting bytes the stream has read abandons it; close stores the
+	// whole file with Put.
+	mustRun(t, "python3", "-c", streamScript, m.path("31"), "12", "patch")
+	mustStored(t, m.store, 31, streamWant(12, true, false))
+	if got := m.store.Calls("putstream"); got != 2 {
+		t.Fatalf("%d streamed puts, want 2", got)
+	}
+
+	// utimes before close (cp -p, tar): the streamed version carries it.
+	mustRun(t, "python3", "-c", streamScript, m.path("32"), "10", "utime")
+	mustStored(t, m.store, 32, streamWant(10, false, false))
+	info, err := m.store.Stat(context.Background(), 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.ModTime.Unix(); got != 1000000000 {
+		t.Fatalf("mtime %d, want 1000000000", got)
+	}
+	if got := mustRun(t, "stat", "-c", "%Y %s", m.path("32")); got != fmt.Sprintf("1000000000 %d\n", 10<<20+4) {
+		t.Fatalf("stat = %q", got)
+	}
+
+	// A file renamed while it is written ends up under the new name only.
+	h = startCmd(t, "python3", "-c", streamScript, m.path("33"), "10", "hold")
+	h.expect("held")
+	mustRun(t, "mv", m.path("33"), m.path("34"))
+	h.send("")
+	h.expect("closed")
+	if err := h.wait(); err != nil {
+		t.Fatal(err)
+	}
+	mustStored(t, m.store, 34, streamWant(10, false, true))
+	mustNotStored(t, m.store, 33)
+
+	// A truncation below what the stream has read abandons it too.
+	mustRun(t, "python3", "-c", `
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+for i in range(12):
+    os.write(fd, bytes([i]) * (1 << 20))
+os.ftruncate(fd, 3 << 20)
+os.lseek(fd, 0, os.SEEK_END)
+os.write(fd, b"end")
+os.close(fd)
+`, m.path("36"))
+	var want36 []byte
+	for i := range 3 {
+		want36 = append(want36, bytes.Repeat([]byte{byte(i)}, 1<<20)...)
+	}
+	mustStored(t, m.store, 36, string(want36)+"end")
+
+	// A failing store: close reports it and the old version stays.
+	m.store.put(35, []byte("kept"), time.Time{})
+	m.store.setFailPut(backend.ErrNoSpace)
+	if out, err := run(t, "python3", "-c", streamScript, m.path("35"), "10"); err == nil || !strings.Contains(err.Error(), "No space left on device") {
+		t.Fatalf("close of a file the store refused: err %v, output %s", err, out)
+	}
+	m.store.setFailPut(nil)
+	time.Sleep(20 * time.Millisecond)
+	mustStored(t, m.store, 35, "kept")
 }

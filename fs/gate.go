@@ -83,6 +83,14 @@ func (g *gatedStore) Put(ctx context.Context, id segment.ID, r io.Reader, size i
 	return g.Store.Put(ctx, id, r, size, mtime)
 }
 
+func (g *gatedStore) PutStream(ctx context.Context, id segment.ID, r io.Reader, mtime func() time.Time) (segment.Info, error) {
+	if !g.enter() {
+		return segment.Info{}, errUnmounted
+	}
+	defer g.exit()
+	return g.Store.PutStream(ctx, id, r, mtime)
+}
+
 func (g *gatedStore) Delete(ctx context.Context, id segment.ID) error {
 	if !g.enter() {
 		return errUnmounted

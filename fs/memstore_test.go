@@ -143,6 +143,23 @@ func (s *memStore) Put(ctx context.Context, id segment.ID, r io.Reader, size int
 	return s.store(id, data, mtime), nil
 }
 
+func (s *memStore) PutStream(ctx context.Context, id segment.ID, r io.Reader, mtime func() time.Time) (segment.Info, error) {
+	s.mu.Lock()
+	s.count("putstream")
+	s.mu.Unlock()
+	if err := s.failPut.Load(); err != nil {
+		return segment.Info{}, fmt.Errorf("put %d: %w", id, *err)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return segment.Info{}, fmt.Errorf("put %d: %w", id, err)
+	}
+	if int64(len(data)) > s.max {
+		return segment.Info{}, fmt.Errorf("put %d: %w", id, backend.ErrTooLarge)
+	}
+	return s.store(id, data, mtime()), nil
+}
+
 // put stores a segment directly, as another process using the store would.
 func (s *memStore) put(id segment.ID, data []byte, mtime time.Time) segment.Info {
 	return s.store(id, bytes.Clone(data), mtime)

@@ -24,6 +24,11 @@ type Store interface {
 	// Put replaces the segment with size bytes read from r, atomically and
 	// durably (when Put returns nil the new version survives a crash).
 	Put(ctx context.Context, id segment.ID, r io.Reader, size int64, mtime time.Time) (segment.Info, error)
+	// PutStream is Put for bytes still being produced: r blocks until more
+	// are available and returns EOF at the end; mtime is called once r
+	// returned EOF, for the mtime to record. Nothing is visible before
+	// then, and when r fails nothing is stored.
+	PutStream(ctx context.Context, id segment.ID, r io.Reader, mtime func() time.Time) (segment.Info, error)
 	// Delete removes the segment from every tier.
 	Delete(ctx context.Context, id segment.ID) error
 	// Rename makes segment from available as to (replacing to) and removes

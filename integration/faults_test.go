@@ -98,7 +98,9 @@ func (m *mount) alive(t *testing.T) {
 // to their baseline after the storm.
 func TestFaultTransientThroughMount(t *testing.T) {
 	const timeout = 2 // timeout_secs
-	e, p := newProxyEnv(t, timeout, "")
+	// Each case counts the faults injected into its own segment's GETs:
+	// no prefetching of the next segment before its faults are set.
+	e, p := newProxyEnv(t, timeout, "prefetch_segments = 0\n")
 	faults := []struct {
 		name string
 		f    faultproxy.Fault

@@ -51,6 +51,39 @@ func (x *Index) Get(id segment.ID) (info segment.Info, ok bool, err error) {
 	return info, ok, nil
 }
 
+// After returns up to n entries with ids above id, ascending, with their
+// checksums when recorded.
+func (x *Index) After(id segment.ID, n int) ([]segment.Info, error) {
+	var infos []segment.Info
+	err := x.b.db.View(func(tx *bolt.Tx) error {
+		sums := tx.Bucket(bucketColdSums)
+		c := tx.Bucket(bucketCold).Cursor()
+		k, v := c.Seek(idKey(id))
+		if k != nil && segment.ID(binary.BigEndian.Uint64(k)) == id {
+			k, v = c.Next()
+		}
+		for ; k != nil && len(infos) < n; k, v = c.Next() {
+			next := segment.ID(binary.BigEndian.Uint64(k))
+			info, err := decodeCold(next, v)
+			if err != nil {
+				return err
+			}
+			if sb := sums.Get(k); sb != nil {
+				info.Sums = new(segment.Checksums)
+				if err := info.Sums.UnmarshalBinary(sb); err != nil {
+					return err
+				}
+			}
+			infos = append(infos, info)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index entries after segment %d: %w", id, err)
+	}
+	return infos, nil
+}
+
 // Put records an entry (replacing any), with its checksums when it has them.
 func (x *Index) Put(info segment.Info) error {
 	return x.PutBatch([]segment.Info{info})

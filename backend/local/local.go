@@ -306,6 +306,20 @@ func segErr(op string, id segment.ID, err error) error {
 
 // Put implements backend.Backend.
 func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions) (segment.Info, error) {
+	return b.put(ctx, id, r, opts, nil)
+}
+
+// PutStream is Put for bytes that are still being produced: r blocks until
+// more are available, and the data is written to the file (in pending
+// transactions, invisible to readers) while the producer is still at work.
+// mtime is called once, after r returned EOF and just before the version is
+// published, for the mtime to record (a file's mtime may be set after its
+// last write). A Read error abandons the put: nothing becomes visible.
+func (b *Backend) PutStream(ctx context.Context, id segment.ID, r io.Reader, mtime func() time.Time) (segment.Info, error) {
+	return b.put(ctx, id, r, backend.PutOptions{Size: -1}, mtime)
+}
+
+func (b *Backend) put(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions, mtime func() time.Time) (segment.Info, error) {
 	if b.ro {
 		return segment.Info{}, segErr("put", id, backend.ErrReadOnly)
 	}
@@ -313,16 +327,9 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 		sum     segment.Summer
 		gen     uint64
 		idx     int64
+		size    int64
 		started bool // a pending generation exists
-		pooled  []*[]byte
 	)
-	release := func() {
-		for _, bp := range pooled {
-			chunkPool.Put(bp)
-		}
-		pooled = pooled[:0]
-	}
-	defer release()
 	// abandon turns a half-written generation into garbage.
 	abandon := func(err error) (segment.Info, error) {
 		if started {
@@ -330,63 +337,138 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 		}
 		return segment.Info{}, segErr("put", id, err)
 	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return abandon(err)
-		}
-		// Read one batch of chunks.
-		var batch [][]byte
-		eof := false
-		for len(batch)*segment.BlockSize < batchBytes {
-			bp := chunkPool.Get().(*[]byte)
-			pooled = append(pooled, bp)
-			buf := *bp
-			n, err := io.ReadFull(r, buf)
-			if n > 0 {
-				batch = append(batch, buf[:n])
-				sum.Write(buf[:n])
-			}
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				eof = true
-				break
-			}
-			if err != nil {
-				return abandon(fmt.Errorf("reading data: %w", err))
-			}
-		}
-		if eof {
-			if opts.Size >= 0 && sum.Size() != opts.Size {
-				return abandon(fmt.Errorf("%w: got %d bytes, expected %d", backend.ErrInvalid, sum.Size(), opts.Size))
-			}
-			sums := sum.Sums()
-			if opts.Sums != nil && !opts.Sums.Equal(sums) {
-				return abandon(fmt.Errorf("%w: data does not match the expected checksums", segment.ErrChecksum))
-			}
-			return b.publish(id, gen, started, idx, batch, sum.Size(), sums, opts.ModTime)
-		}
-		if opts.Size >= 0 && sum.Size() > opts.Size {
-			return abandon(fmt.Errorf("%w: more than the expected %d bytes", backend.ErrInvalid, opts.Size))
-		}
-		err := b.db.Update(func(tx *bolt.Tx) error {
-			if !started {
-				g, err := tx.Bucket(bucketMeta).NextSequence()
-				if err != nil {
-					return err
-				}
-				gen = g
-				if err := tx.Bucket(bucketPending).Put(genKey(gen), idKey(id)); err != nil {
-					return err
-				}
-			}
-			return putChunks(tx, gen, idx, batch)
-		})
-		release() // committed: bbolt has copied the chunks into its pages
-		if err != nil {
-			return abandon(err)
-		}
-		started = true
-		idx += int64(len(batch))
+	if err := ctx.Err(); err != nil {
+		return abandon(err)
 	}
+	// Most puts fit in one batch: read it here, and publish it in one
+	// transaction.
+	cur := readBatch(r, &sum)
+	if cur.err == nil && !cur.eof {
+		// A larger one: read the next batch while committing this one,
+		// so that reading (and checksumming) overlaps bbolt's writes and
+		// fsyncs; at most two batches are held (the unbuffered channel
+		// makes the reader wait with the next one until the commit is
+		// done). The reader stops at EOF, on an error, or when told to;
+		// put does not return before it has, so r is not used after.
+		next := make(chan batch)
+		quit := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				rb := readBatch(r, &sum)
+				select {
+				case next <- rb:
+				case <-quit:
+					rb.release()
+					return
+				}
+				if rb.eof || rb.err != nil {
+					return
+				}
+			}
+		}()
+		defer func() {
+			close(quit)
+			<-done
+			select {
+			case rb := <-next:
+				rb.release()
+			default:
+			}
+		}()
+		for !cur.eof && cur.err == nil {
+			size += cur.n
+			if err := ctx.Err(); err != nil {
+				cur.release()
+				return abandon(err)
+			}
+			if opts.Size >= 0 && size > opts.Size {
+				cur.release()
+				return abandon(fmt.Errorf("%w: more than the expected %d bytes", backend.ErrInvalid, opts.Size))
+			}
+			err := b.db.Update(func(tx *bolt.Tx) error {
+				if !started {
+					g, err := tx.Bucket(bucketMeta).NextSequence()
+					if err != nil {
+						return err
+					}
+					gen = g
+					if err := tx.Bucket(bucketPending).Put(genKey(gen), idKey(id)); err != nil {
+						return err
+					}
+				}
+				return putChunks(tx, gen, idx, cur.chunks)
+			})
+			n := int64(len(cur.chunks))
+			cur.release() // committed: bbolt has copied the chunks into its pages
+			if err != nil {
+				return abandon(err)
+			}
+			started = true
+			idx += n
+			cur = <-next
+		}
+	}
+	defer cur.release()
+	if cur.err != nil {
+		return abandon(fmt.Errorf("reading data: %w", cur.err))
+	}
+	// The last batch: sum is complete (the reader has finished).
+	if opts.Size >= 0 && sum.Size() != opts.Size {
+		return abandon(fmt.Errorf("%w: got %d bytes, expected %d", backend.ErrInvalid, sum.Size(), opts.Size))
+	}
+	sums := sum.Sums()
+	if opts.Sums != nil && !opts.Sums.Equal(sums) {
+		return abandon(fmt.Errorf("%w: data does not match the expected checksums", segment.ErrChecksum))
+	}
+	mt := opts.ModTime
+	if mtime != nil {
+		mt = mtime()
+	}
+	return b.publish(id, gen, started, idx, cur.chunks, sum.Size(), sums, mt)
+}
+
+// A batch is up to batchBytes of a put's data, in pooled chunk buffers.
+type batch struct {
+	chunks [][]byte
+	bufs   []*[]byte
+	n      int64
+	eof    bool // the data ends with this batch
+	err    error
+}
+
+// readBatch reads the next batch of r and adds it to sum.
+func readBatch(r io.Reader, sum *segment.Summer) batch {
+	var b batch
+	for len(b.chunks)*segment.BlockSize < batchBytes {
+		bp := chunkPool.Get().(*[]byte)
+		b.bufs = append(b.bufs, bp)
+		buf := *bp
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			b.chunks = append(b.chunks, buf[:n])
+			b.n += int64(n)
+			sum.Write(buf[:n])
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			b.eof = true
+			break
+		}
+		if err != nil {
+			b.err = err
+			break
+		}
+	}
+	return b
+}
+
+// release returns the batch's buffers to the pool.
+func (b *batch) release() {
+	for _, bp := range b.bufs {
+		chunkPool.Put(bp)
+	}
+	b.bufs, b.chunks = nil, nil
 }
 
 // chunkPool recycles chunk buffers between batches and puts: bbolt needs a

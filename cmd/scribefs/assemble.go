@@ -53,14 +53,15 @@ func assemble(ctx context.Context, cfg *config.Config, readOnly, mounted bool, l
 	a := &assembled{hot: hot, cfg: cfg}
 	var cold backend.Backend
 	tcfg := tier.Config{
-		MaxSegmentBytes: cfg.Storage.MaxSegmentBytes,
-		HotMaxBytes:     cfg.Storage.Hot.MaxBytes,
-		SpoolDir:        cfg.Storage.Hot.Spool(),
-		ArchiveAfter:    cfg.Tiering.ArchiveAfter,
-		CheckInterval:   cfg.Tiering.CheckInterval,
-		ReadOnly:        readOnly,
-		BackgroundSync:  mounted,
-		Logger:          log,
+		MaxSegmentBytes:  cfg.Storage.MaxSegmentBytes,
+		HotMaxBytes:      cfg.Storage.Hot.MaxBytes,
+		SpoolDir:         cfg.Storage.Hot.Spool(),
+		ArchiveAfter:     cfg.Tiering.ArchiveAfter,
+		CheckInterval:    cfg.Tiering.CheckInterval,
+		PrefetchSegments: cfg.Cache.PrefetchSegments,
+		ReadOnly:         readOnly,
+		BackgroundSync:   mounted,
+		Logger:           log,
 	}
 	if sc := cfg.Storage.S3; sc != nil {
 		var mode compress.Mode

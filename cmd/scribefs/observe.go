@@ -78,6 +78,18 @@ func (s observedStore) Put(ctx context.Context, id segment.ID, r io.Reader, size
 	return info, err
 }
 
+// PutStream is counted as a put; its time runs from the start of the
+// writing (the stream starts while the file is still being written).
+func (s observedStore) PutStream(ctx context.Context, id segment.ID, r io.Reader, mtime func() time.Time) (segment.Info, error) {
+	start := time.Now()
+	info, err := s.fsStore.PutStream(ctx, id, r, mtime)
+	s.m.ObserveOp("hot", "put", start, err)
+	if err == nil {
+		s.m.AddBytes("hot", "written", info.Size)
+	}
+	return info, err
+}
+
 func (s observedStore) Delete(ctx context.Context, id segment.ID) error {
 	start := time.Now()
 	err := s.fsStore.Delete(ctx, id)

@@ -104,6 +104,10 @@ type S3 struct {
 type Cache struct {
 	// MaxBytes is its budget; 0 disables it. Key max_bytes, default 256 MiB.
 	MaxBytes int64
+	// PrefetchSegments is how many following small segments are fetched
+	// ahead once cold segments are read one after the other in id order
+	// (a replay); 0 disables it. Key prefetch_segments, default 4.
+	PrefetchSegments int
 }
 
 // Tiering decides when segments move from the hot to the cold tier, key
@@ -143,7 +147,7 @@ func defaults(env func(string) string) *Config {
 			MaxSegmentBytes: 5 << 40,
 			Hot:             Hot{Path: hotPath, MaxBytes: 10 << 30},
 		},
-		Cache: Cache{MaxBytes: 256 << 20},
+		Cache: Cache{MaxBytes: 256 << 20, PrefetchSegments: 4},
 		Tiering: Tiering{
 			ArchiveAfter:  time.Hour,
 			CheckInterval: 5 * time.Minute,
@@ -220,6 +224,7 @@ func (c *Config) checks() []check {
 	}
 	return append(checks,
 		atLeast("cache.max_bytes", c.Cache.MaxBytes, 0),
+		atLeast("cache.prefetch_segments", int64(c.Cache.PrefetchSegments), 0),
 		atLeastSecs("tiering.archive_after_secs", c.Tiering.ArchiveAfter, 0),
 		atLeastSecs("tiering.check_interval_secs", c.Tiering.CheckInterval, 1),
 		check{"tiering.compression", !validCompression(c.Tiering.Compression),
@@ -302,6 +307,7 @@ func (c *Config) Redacted() string {
 	}
 	section("cache", []keyValue{
 		{"max_bytes", quote(formatSize(c.Cache.MaxBytes))},
+		{"prefetch_segments", strconv.Itoa(c.Cache.PrefetchSegments)},
 	})
 	section("tiering", []keyValue{
 		{"archive_after_secs", secs(c.Tiering.ArchiveAfter)},

@@ -173,7 +173,8 @@ type file struct {
 		S3 *s3File `toml:"s3"`
 	} `toml:"storage"`
 	Cache struct {
-		MaxBytes setting[Size] `toml:"max_bytes"`
+		MaxBytes         setting[Size]  `toml:"max_bytes"`
+		PrefetchSegments setting[int64] `toml:"prefetch_segments"`
 	} `toml:"cache"`
 	Tiering struct {
 		ArchiveAfterSecs  setting[int64]  `toml:"archive_after_secs"`
@@ -433,6 +434,7 @@ func (f *file) apply(cfg *Config) *Error {
 	}
 	results = append(results,
 		result{"cache.max_bytes", into(f.Cache.MaxBytes, &cfg.Cache.MaxBytes, sizeBytes)},
+		result{"cache.prefetch_segments", into(f.Cache.PrefetchSegments, &cfg.Cache.PrefetchSegments, count)},
 		result{"tiering.archive_after_secs", into(f.Tiering.ArchiveAfterSecs, &cfg.Tiering.ArchiveAfter, seconds)},
 		result{"tiering.check_interval_secs", into(f.Tiering.CheckIntervalSecs, &cfg.Tiering.CheckInterval, seconds)},
 		result{"tiering.compression", into(f.Tiering.Compression, &cfg.Tiering.Compression, same)},

@@ -30,6 +30,7 @@ func (s *Store) Open(ctx context.Context, id segment.ID) (*Reader, error) {
 	info, release, err := s.hot.PinCurrent(id)
 	if err == nil {
 		s.touch(id)
+		s.followOpen(ctx, id)
 		return &Reader{s: s, info: info, release: release}, nil
 	}
 	if !errors.Is(err, backend.ErrNotFound) {
@@ -46,7 +47,56 @@ func (s *Store) Open(ctx context.Context, id segment.ID) (*Reader, error) {
 	if info.Sums == nil && info.Size > s.cfg.FetchSpan {
 		info = s.fillColdSums(ctx, info)
 	}
+	s.followOpen(ctx, id)
 	return &Reader{s: s, info: info}, nil
+}
+
+// followOpen notices segments opened one after the other in id order
+// (a ledger replayed from some point, or cat, cp, tar over the directory)
+// and, from the second in a row, prefetches the next PrefetchSegments small
+// cold segments whole, so that their GETs overlap the reading of those
+// before them instead of each open waiting for its own. "Next" follows the
+// index, so sparse ids count as in order. Segments larger than a fetch span
+// are left to the readahead of their own reader; segments opened out of
+// order end the run and prefetch nothing.
+func (s *Store) followOpen(ctx context.Context, id segment.ID) {
+	n := s.cfg.PrefetchSegments
+	if n <= 0 {
+		return
+	}
+	s.follow.Lock()
+	defer s.follow.Unlock()
+	switch {
+	case id == s.follow.last && s.follow.run > 0:
+		return // opened again: neither a step nor a break
+	case id == s.follow.next && s.follow.run > 0:
+		s.follow.run++
+	default:
+		s.follow.run, s.follow.ahead = 1, id
+	}
+	s.follow.last = id
+	infos, err := s.index.After(id, n)
+	if err != nil || len(infos) == 0 {
+		s.follow.next = id
+		return
+	}
+	s.follow.next = infos[0].ID
+	if s.follow.run < 2 {
+		return
+	}
+	for _, info := range infos {
+		if info.ID <= s.follow.ahead {
+			continue
+		}
+		s.follow.ahead = info.ID
+		if info.Unresolved || info.Size == 0 || info.Size > s.cfg.FetchSpan {
+			continue
+		}
+		if _, err := s.hot.Stat(ctx, info.ID); err == nil {
+			continue // read from the hot tier
+		}
+		s.prefetch(info, 0, (info.Size-1)/segment.BlockSize)
+	}
 }
 
 // fillColdSums asks S3 once for the checksums a listing does not carry

@@ -48,6 +48,11 @@ type Config struct {
 	ReadAhead     int64
 	FetchSpan     int64
 	FetchParallel int
+	// PrefetchSegments is how many of the following small cold segments
+	// (in id order, each at most FetchSpan) are prefetched once segments are
+	// opened one after the other in id order, as a ledger replay or a cat,
+	// cp or tar over the directory does; 0 disables it.
+	PrefetchSegments int
 	// FullWait bounds how long a write waits for the archiver to make room
 	// when the hot tier is over HotMaxBytes (default 30s).
 	FullWait time.Duration
@@ -123,6 +128,14 @@ type Store struct {
 	// mu guards inflight: cold blocks being fetched by a prefetch.
 	mu       sync.Mutex
 	inflight map[cache.Key]*prefetchCall
+	// follow detects cold segments opened in id order (see followOpen).
+	follow struct {
+		sync.Mutex
+		last  segment.ID // the segment opened last
+		next  segment.ID // the one after it in the index
+		run   int        // how many were opened in order, up to last
+		ahead segment.ID // prefetched up to here during this run
+	}
 
 	reconciling singleflight.Group
 
@@ -356,6 +369,50 @@ func (p *puller) err() error { return p.e }
 // write-through, in the cold tier before returning). The new version is
 // durable when Put returns nil.
 func (s *Store) Put(ctx context.Context, id segment.ID, r io.Reader, size int64, mtime time.Time) (segment.Info, error) {
+	return s.put(ctx, id, r, size, func(lr io.Reader) (segment.Info, error) {
+		return s.hot.Put(ctx, id, lr, backend.PutOptions{Size: size, ModTime: mtime})
+	})
+}
+
+// PutStream is Put for bytes still being produced (a file being written
+// sequentially): r blocks until more are available and returns EOF at the
+// end; mtime is asked for after that. The hot tier writes the bytes as they
+// come, so little is left to do when the producer finishes; nothing is
+// visible before then, and a Read error stores nothing.
+func (s *Store) PutStream(ctx context.Context, id segment.ID, r io.Reader, mtime func() time.Time) (segment.Info, error) {
+	rr := &roomReader{r: r, room: func(n int64) error { return s.waitForRoom(ctx, id, n) }}
+	return s.put(ctx, id, rr, -1, func(lr io.Reader) (segment.Info, error) {
+		return s.hot.PutStream(ctx, id, lr, mtime)
+	})
+}
+
+// roomReader makes room in the hot tier as a stream of unknown size grows:
+// every roomStep bytes it asks for room for what it has read so far (a plain
+// Put asks once, for its whole size).
+type roomReader struct {
+	r     io.Reader
+	room  func(n int64) error
+	read  int64
+	asked int64
+}
+
+const roomStep = 32 << 20
+
+func (rr *roomReader) Read(p []byte) (int, error) {
+	if rr.read-rr.asked >= roomStep {
+		if err := rr.room(rr.read); err != nil {
+			return 0, err
+		}
+		rr.asked = rr.read
+	}
+	n, err := rr.r.Read(p)
+	rr.read += int64(n)
+	return n, err
+}
+
+// put checks and makes room for a put of size bytes (-1: unknown), stores r
+// in the hot tier with store, and writes it through when configured.
+func (s *Store) put(ctx context.Context, id segment.ID, r io.Reader, size int64, store func(io.Reader) (segment.Info, error)) (segment.Info, error) {
 	if err := s.writable("put", id); err != nil {
 		return segment.Info{}, err
 	}
@@ -366,7 +423,7 @@ func (s *Store) Put(ctx context.Context, id segment.ID, r io.Reader, size int64,
 		return segment.Info{}, err
 	}
 	lr := &limitReader{r: r, left: s.cfg.MaxSegmentBytes}
-	info, err := s.hot.Put(ctx, id, lr, backend.PutOptions{Size: size, ModTime: mtime})
+	info, err := store(lr)
 	if lr.over {
 		return segment.Info{}, fmt.Errorf("put segment %d: %w (max %d bytes)", id, backend.ErrTooLarge, s.cfg.MaxSegmentBytes)
 	}

@@ -298,3 +298,81 @@ func TestWriteThrough(t *testing.T) {
 		t.Fatalf("write-through left %d hot bytes", s.HotUsage())
 	}
 }
+
+// TestPrefetchFollowingSegments: cold segments opened in id order (sparse
+// ids included) get the next ones prefetched, each with one GET, and read
+// back from the cache; opens out of order prefetch nothing; large and hot
+// segments are not prefetched.
+func TestPrefetchFollowingSegments(t *testing.T) {
+	s, cold := mustStore(t, Config{PrefetchSegments: 2})
+	ids := []segment.ID{10, 20, 21, 40, 50, 60, 70}
+	want := map[segment.ID][]byte{}
+	for i, id := range ids {
+		data := backendtest.RandomBytes(int64(i), 64<<10+int64(i))
+		if id == 50 {
+			data = backendtest.RandomBytes(9, 9<<20) // more than a fetch span
+		}
+		want[id] = data
+		mustPut(t, s, id, data)
+		if err := s.Archive(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustPut(t, s, 60, want[60]) // 60 is hot again: read locally
+	wait := func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			s.mu.Lock()
+			n := len(s.inflight)
+			s.mu.Unlock()
+			if n == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("prefetches still in flight")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	read := func(id segment.ID) {
+		t.Helper()
+		if got := mustRead(t, s, id); !bytes.Equal(got, want[id]) {
+			t.Fatalf("segment %d differs", id)
+		}
+		wait()
+	}
+
+	// Out of order: no prefetch.
+	read(70)
+	read(10)
+	if got := cold.gets.Load(); got != 2 {
+		t.Fatalf("%d GETs for two reads out of order, want 2", got)
+	}
+	// 10 then 20, the next in the index: 21 and 40 are prefetched.
+	read(20)
+	if got := cold.gets.Load(); got != 5 {
+		t.Fatalf("%d GETs after reading 10 and 20 in order, want 5 (20, and 21 and 40 ahead)", got)
+	}
+	read(21)
+	read(40)
+	// 21 prefetched nothing new but 50 (too large: skipped); 40 reached 60
+	// (hot: skipped). Reading 21 and 40 came from the cache.
+	if got := cold.gets.Load(); got != 5 {
+		t.Fatalf("%d GETs after reading 21 and 40, want still 5", got)
+	}
+
+	// Disabled: nothing ahead.
+	s2, cold2 := mustStore(t, Config{})
+	for _, id := range []segment.ID{1, 2, 3} {
+		mustPut(t, s2, id, []byte("small"))
+		if err := s2.Archive(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRead(t, s2, 1)
+	mustRead(t, s2, 2)
+	if got := cold2.gets.Load(); got != 2 {
+		t.Fatalf("%d GETs with prefetching disabled, want 2", got)
+	}
+}

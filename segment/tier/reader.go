@@ -61,7 +61,7 @@ func (s *Store) Open(ctx context.Context, id segment.ID) (*Reader, error) {
 // order end the run and prefetch nothing.
 func (s *Store) followOpen(ctx context.Context, id segment.ID) {
 	n := s.cfg.PrefetchSegments
-	if n <= 0 {
+	if n <= 0 || s.cold == nil {
 		return
 	}
 	s.follow.Lock()

@@ -198,6 +198,14 @@ func (dr *draft) maybeStream(ctx context.Context, store Store, id segment.ID) {
 	dr.st = startStream(ctx, store, id, dr.spool, dr.size)
 }
 
+// dropStream abandons the stream of a draft that lost its segment name
+// (unlinked, or renamed to a temp name).
+func (dr *draft) dropStream() {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	dr.dropStreamLocked()
+}
+
 // dropStreamLocked abandons the stream, if any; the next publish stores the
 // spool with Store.Put.
 func (dr *draft) dropStreamLocked() {

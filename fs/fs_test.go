@@ -1018,6 +1018,33 @@ os.close(fd)
 	}
 	mustStored(t, m.store, 36, string(want36)+"end")
 
+	// A file unlinked, or renamed to a temp name, while it is written is
+	// never published under its old name: its stream stops at once, not at
+	// close.
+	for i, move := range []string{`rm "$1"`, `mv "$1" "$(dirname "$1")/.tmp"`} {
+		name := fmt.Sprint(37 + i)
+		h = startCmd(t, "python3", "-c", streamScript, m.path(name), "10", "hold")
+		h.expect("held")
+		waitStreams := func(want int64) {
+			t.Helper()
+			for deadline := time.Now().Add(5 * time.Second); m.store.streaming.Load() != want; {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %d streamed puts in progress, want %d", move, m.store.streaming.Load(), want)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		waitStreams(1)
+		mustSh(t, move, m.path(name))
+		waitStreams(0)
+		h.send("")
+		h.expect("closed")
+		if err := h.wait(); err != nil {
+			t.Fatal(err)
+		}
+		mustNotStored(t, m.store, segment.ID(37+i))
+	}
+
 	// A failing store: close reports it and the old version stays.
 	m.store.put(35, []byte("kept"), time.Time{})
 	m.store.setFailPut(backend.ErrNoSpace)

@@ -29,7 +29,8 @@ type memStore struct {
 
 	readAts atomic.Int64 // ReadAt calls on readers: data fetched
 
-	failPut atomic.Pointer[error] // when set, Put fails with it
+	failPut   atomic.Pointer[error] // when set, Put fails with it
+	streaming atomic.Int64          // PutStream calls in progress
 }
 
 // setFailPut makes Put fail with err (nil: succeed again).
@@ -150,6 +151,8 @@ func (s *memStore) PutStream(ctx context.Context, id segment.ID, r io.Reader, mt
 	if err := s.failPut.Load(); err != nil {
 		return segment.Info{}, fmt.Errorf("put %d: %w", id, *err)
 	}
+	s.streaming.Add(1)
+	defer s.streaming.Add(-1)
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return segment.Info{}, fmt.Errorf("put %d: %w", id, err)

@@ -107,6 +107,12 @@ func (d *segmentsDir) unbindLocked(dr *draft) (idle bool) {
 		}
 	}
 	dr.name = ""
+	if dr.refs > 0 {
+		// Still open: a stream storing it under its old name is of no use
+		// now (the draft is never published). Not under d.mu: the draft's
+		// lock may be held by a publish in progress.
+		go dr.dropStream()
+	}
 	return dr.refs == 0
 }
 

@@ -445,6 +445,7 @@ func (d *segmentsDir) renameSegmentToTemp(ctx context.Context, from segment.ID, 
 	}
 	d.newTempLocked(to, src)
 	d.mu.Unlock()
+	src.dropStream() // a temp file is published only by a rename onto an id
 	if idle != nil {
 		idle.close()
 	}

@@ -96,18 +96,11 @@ func (x *Index) PutBatch(infos []segment.Info) error {
 		return nil
 	}
 	err := x.b.db.Update(func(tx *bolt.Tx) error {
-		cb := tx.Bucket(bucketCold)
-		sb := tx.Bucket(bucketColdSums)
 		for _, info := range infos {
-			if err := cb.Put(idKey(info.ID), encodeCold(info)); err != nil {
+			if err := putCold(tx, info); err != nil {
 				return err
 			}
-			if info.Sums != nil {
-				v, _ := info.Sums.MarshalBinary()
-				if err := sb.Put(idKey(info.ID), v); err != nil {
-					return err
-				}
-			} else if err := sb.Delete(idKey(info.ID)); err != nil {
+			if err := changed(tx, info.ID); err != nil {
 				return err
 			}
 		}
@@ -128,7 +121,10 @@ func (x *Index) Delete(id segment.ID) error {
 		if err := tx.Bucket(bucketColdSums).Delete(idKey(id)); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketCold).Delete(idKey(id))
+		if err := tx.Bucket(bucketCold).Delete(idKey(id)); err != nil {
+			return err
+		}
+		return changed(tx, id)
 	})
 	if err != nil {
 		return fmt.Errorf("index delete segment %d: %w", id, err)
@@ -155,7 +151,10 @@ func (x *Index) List(fn func(segment.Info) error) error {
 // AddTombstone records a pending delete of version of id.
 func (x *Index) AddTombstone(id segment.ID, version string) error {
 	err := x.b.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTombstones).Put(idKey(id), []byte(version))
+		if err := tx.Bucket(bucketTombstones).Put(idKey(id), []byte(version)); err != nil {
+			return err
+		}
+		return changed(tx, id)
 	})
 	if err != nil {
 		return fmt.Errorf("index tombstone segment %d: %w", id, err)
@@ -170,7 +169,10 @@ func (x *Index) RemoveTombstone(id segment.ID) error {
 		return nil
 	}
 	return x.b.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTombstones).Delete(idKey(id))
+		if err := tx.Bucket(bucketTombstones).Delete(idKey(id)); err != nil {
+			return err
+		}
+		return changed(tx, id)
 	})
 }
 

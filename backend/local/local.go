@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -174,7 +175,7 @@ func (b *Backend) init() error {
 				return err
 			}
 		}
-		for _, name := range [][]byte{bucketMeta, bucketSums, bucketChunks, bucketPending, bucketGarbage, bucketCold, bucketColdSums, bucketTombstones} {
+		for _, name := range [][]byte{bucketMeta, bucketSums, bucketChunks, bucketPending, bucketGarbage, bucketCold, bucketColdSums, bucketTombstones, bucketChanges, bucketDeleted} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -220,6 +221,16 @@ func (b *Backend) sumUsage(tx *bolt.Tx) error {
 
 // Path is the bbolt file.
 func (b *Backend) Path() string { return b.path }
+
+// Space reports the size and free bytes of the file system holding the
+// file.
+func (b *Backend) Space() (total, free uint64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(b.path), &st); err != nil {
+		return 0, 0, err
+	}
+	return st.Blocks * uint64(st.Bsize), st.Bavail * uint64(st.Bsize), nil
+}
 
 // Usage is the number of bytes of current segments in the hot tier.
 func (b *Backend) Usage() int64 {
@@ -306,7 +317,14 @@ func segErr(op string, id segment.ID, err error) error {
 
 // Put implements backend.Backend.
 func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions) (segment.Info, error) {
-	return b.put(ctx, id, r, opts, nil)
+	return b.put(ctx, id, r, opts, nil, nil)
+}
+
+// PutIf is Put that publishes the new version only if check accepts id's
+// record (see Record) in the transaction that would publish it; otherwise
+// it stores nothing and fails with check's error.
+func (b *Backend) PutIf(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions, check func(Record) error) (segment.Info, error) {
+	return b.put(ctx, id, r, opts, nil, check)
 }
 
 // PutStream is Put for bytes that are still being produced: r blocks until
@@ -316,10 +334,10 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 // published, for the mtime to record (a file's mtime may be set after its
 // last write). A Read error abandons the put: nothing becomes visible.
 func (b *Backend) PutStream(ctx context.Context, id segment.ID, r io.Reader, mtime func() time.Time) (segment.Info, error) {
-	return b.put(ctx, id, r, backend.PutOptions{Size: -1}, mtime)
+	return b.put(ctx, id, r, backend.PutOptions{Size: -1}, mtime, nil)
 }
 
-func (b *Backend) put(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions, mtime func() time.Time) (segment.Info, error) {
+func (b *Backend) put(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions, mtime func() time.Time, check func(Record) error) (segment.Info, error) {
 	if b.ro {
 		return segment.Info{}, segErr("put", id, backend.ErrReadOnly)
 	}
@@ -426,7 +444,7 @@ func (b *Backend) put(ctx context.Context, id segment.ID, r io.Reader, opts back
 	if mtime != nil {
 		mt = mtime()
 	}
-	return b.publish(id, gen, started, idx, cur.chunks, sum.Size(), sums, mt)
+	return b.publish(id, gen, started, idx, cur.chunks, sum.Size(), sums, mt, check)
 }
 
 // A batch is up to batchBytes of a put's data, in pooled chunk buffers.
@@ -502,7 +520,7 @@ func putChunks(tx *bolt.Tx, gen uint64, idx int64, batch [][]byte) error {
 
 // publish writes the last batch and points meta at the new generation, in
 // one transaction.
-func (b *Backend) publish(id segment.ID, gen uint64, started bool, idx int64, batch [][]byte, size int64, sums *segment.Checksums, mtime time.Time) (segment.Info, error) {
+func (b *Backend) publish(id segment.ID, gen uint64, started bool, idx int64, batch [][]byte, size int64, sums *segment.Checksums, mtime time.Time, check func(Record) error) (segment.Info, error) {
 	now := time.Now()
 	if mtime.IsZero() {
 		mtime = now
@@ -511,6 +529,15 @@ func (b *Backend) publish(id segment.ID, gen uint64, started bool, idx int64, ba
 	var oldSize int64
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		mb := tx.Bucket(bucketMeta)
+		if check != nil {
+			rec, err := readRecord(tx, id)
+			if err != nil {
+				return err
+			}
+			if err := check(rec); err != nil {
+				return err
+			}
+		}
 		if !started {
 			g, err := mb.NextSequence()
 			if err != nil {
@@ -538,7 +565,10 @@ func (b *Backend) publish(id segment.ID, gen uint64, started bool, idx int64, ba
 				return err
 			}
 		}
-		return mb.Put(idKey(id), m.encode())
+		if err := mb.Put(idKey(id), m.encode()); err != nil {
+			return err
+		}
+		return changed(tx, id)
 	})
 	if err != nil {
 		if started {
@@ -844,7 +874,10 @@ func (b *Backend) Delete(ctx context.Context, id segment.ID, ifVersion string) e
 		if err := tx.Bucket(bucketGarbage).Put(genKey(m.gen), nil); err != nil {
 			return err
 		}
-		return mb.Delete(idKey(id))
+		if err := mb.Delete(idKey(id)); err != nil {
+			return err
+		}
+		return changed(tx, id)
 	})
 	if err != nil {
 		return segErr("delete", id, err)
@@ -870,7 +903,10 @@ func (b *Backend) SetModTime(ctx context.Context, id segment.ID, mtime time.Time
 			return err
 		}
 		m.mtime = mtime.UnixNano()
-		return mb.Put(idKey(id), m.encode())
+		if err := mb.Put(idKey(id), m.encode()); err != nil {
+			return err
+		}
+		return changed(tx, id)
 	})
 	if err != nil {
 		return segErr("set mtime of", id, err)
@@ -908,7 +944,13 @@ func (b *Backend) Rename(ctx context.Context, from, to segment.ID) error {
 		if err := mb.Put(idKey(to), val); err != nil {
 			return err
 		}
-		return mb.Delete(idKey(from))
+		if err := mb.Delete(idKey(from)); err != nil {
+			return err
+		}
+		if err := changed(tx, from); err != nil {
+			return err
+		}
+		return changed(tx, to)
 	})
 	if err != nil {
 		return segErr("rename", from, err)

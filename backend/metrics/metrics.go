@@ -8,8 +8,9 @@
 // backend, so it counts each request S3 actually received. ObserveOp is the
 // same record for callers that are not backends (the mount's view of the
 // tiered store, whose hot tier is a concrete bbolt type rather than a
-// Backend). NewStoreCollector reads the tiered store's own counters at
-// scrape time, so nothing is counted twice.
+// Backend). The tiered store's own counters are read at scrape time by a
+// collector that cmd/scribefs registers (tier.Stats), so nothing is counted
+// twice.
 //
 // The package registers on the Registerer it is given and never on the
 // global default registry, so a test or a second store in one process gets

@@ -16,7 +16,7 @@ import (
 	"github.com/scribefs/scribefs/internal/config"
 	"github.com/scribefs/scribefs/internal/control"
 	"github.com/scribefs/scribefs/segment"
-	"github.com/scribefs/scribefs/segment/tier"
+	"github.com/scribefs/scribefs/tier"
 )
 
 // assembled is a store opened in this process, with what closes it.
@@ -113,13 +113,19 @@ func assemble(ctx context.Context, cfg *config.Config, readOnly, mounted bool, l
 		tcfg.WriteThrough = cfg.Tiering.ArchiveAfter == 0
 		tcfg.Health = a.s3.Health
 	}
-	a.store, err = tier.New(hot, cold, cache.New(cfg.Cache.MaxBytes), tcfg)
+	a.store, err = tier.New(hot, hot.Index(), cold, cache.New(cfg.Cache.MaxBytes), tcfg)
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
 	return a, nil
 }
+
+// The bbolt file is both the store's hot tier and its index.
+var (
+	_ tier.Hot   = (*local.Backend)(nil)
+	_ tier.Index = (*local.Index)(nil)
+)
 
 // Close closes the backends.
 func (a *assembled) Close() error {

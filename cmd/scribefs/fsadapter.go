@@ -5,7 +5,7 @@ import (
 
 	"github.com/scribefs/scribefs/fs"
 	"github.com/scribefs/scribefs/segment"
-	"github.com/scribefs/scribefs/segment/tier"
+	"github.com/scribefs/scribefs/tier"
 )
 
 // fsStore presents a tier.Store as the fs.Store the filesystem needs; the

@@ -124,7 +124,7 @@ func mountCommand() *cli.Command {
 			}
 			defer a.Close()
 			if m != nil {
-				reg.MustRegister(metrics.NewStoreCollector(a.store, cfg.Storage.Hot.MaxBytes))
+				reg.MustRegister(newStoreCollector(a.store, cfg.Storage.Hot.MaxBytes))
 			}
 			if !ro {
 				if n, err := a.store.CleanSpool(); err != nil {

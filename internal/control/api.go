@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/scribefs/scribefs/segment"
-	"github.com/scribefs/scribefs/segment/tier"
+	"github.com/scribefs/scribefs/tier"
 )
 
 // API is what the command line does with a store.
@@ -118,16 +118,13 @@ func (l *Local) HotSegments(ctx context.Context) ([]segment.Info, error) {
 func (l *Local) Health(ctx context.Context) error { return l.Store.Health(ctx) }
 
 func (l *Local) Status(ctx context.Context) (Status, error) {
-	cs := l.Store.CacheStats()
-	c := l.Store.Counters()
+	s := l.Store.Stats(ctx)
 	st := Status{
-		HotBytes: l.Store.HotUsage(), CacheBytes: cs.Bytes, CacheMax: cs.MaxBytes,
-		CacheHits: cs.Hits, CacheMisses: cs.Misses, Archived: c.Archived.Load(),
-		ArchiveErrs: c.ArchiveErrors.Load(), ChecksumErr: c.ChecksumErrors.Load(), ColdTier: "none",
-		CacheEvictions: cs.Evictions, ColdFetches: c.ColdFetches.Load(), ColdFetchBytes: c.ColdFetchBytes.Load(),
-	}
-	if n, b, err := l.Store.ArchiveBacklog(ctx); err == nil {
-		st.BacklogSegments, st.BacklogBytes = n, b
+		HotBytes: s.HotBytes, CacheBytes: s.CacheBytes, CacheMax: s.CacheMaxBytes,
+		CacheHits: s.CacheHits, CacheMisses: s.CacheMisses, Archived: s.Archived,
+		ArchiveErrs: s.ArchiveErrors, ChecksumErr: s.ChecksumErrors, ColdTier: "none",
+		CacheEvictions: s.CacheEvictions, ColdFetches: s.ColdFetches, ColdFetchBytes: s.ColdFetchBytes,
+		BacklogSegments: s.BacklogSegments, BacklogBytes: s.BacklogBytes,
 	}
 	if hot, err := l.Store.HotSegments(ctx); err == nil {
 		st.HotCount = len(hot)

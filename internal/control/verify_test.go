@@ -12,7 +12,7 @@ import (
 	"github.com/scribefs/scribefs/backend/local"
 	"github.com/scribefs/scribefs/cache"
 	"github.com/scribefs/scribefs/segment"
-	"github.com/scribefs/scribefs/segment/tier"
+	"github.com/scribefs/scribefs/tier"
 	"log/slog"
 )
 
@@ -30,7 +30,7 @@ func mustStore(t *testing.T) (*tier.Store, *local.Backend) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hot.Close(); cold.Close() })
-	s, err := tier.New(hot, cold, cache.New(1<<20), tier.Config{ArchiveAfter: time.Hour})
+	s, err := tier.New(hot, hot.Index(), cold, cache.New(1<<20), tier.Config{ArchiveAfter: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func FuzzColdRange(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { hot.Close(); coldDB.Close() })
-	s, err := New(hot, &faulty{Backend: coldDB}, cache.New(2*segment.BlockSize), Config{ReadAhead: 2 * segment.BlockSize, FetchSpan: segment.BlockSize})
+	s, err := New(hot, hot.Index(), &faulty{Backend: coldDB}, cache.New(2*segment.BlockSize), Config{ReadAhead: 2 * segment.BlockSize, FetchSpan: segment.BlockSize})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,19 +1,18 @@
-package metrics
+package main
 
 import (
 	"context"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scribefs/scribefs/segment/tier"
+	"github.com/scribefs/scribefs/tier"
 )
 
-// StoreCollector reads a tiered store's own gauges and counters at scrape
-// time: cache, hot tier, archive backlog, archival and cold fetches. Reading
-// them then, instead of mirroring them into instruments, keeps one source of
-// truth that status and /metrics share.
-type StoreCollector struct {
+// storeCollector reads a tiered store's own gauges and counters at scrape
+// time (tier.Stats): cache, hot tier, archive backlog, archival and cold
+// fetches. Reading them then, instead of mirroring them into instruments,
+// keeps one source of truth that status and /metrics share.
+type storeCollector struct {
 	s *tier.Store
 
 	cacheHits, cacheMisses, cacheEvictions, cacheBytes, cacheMax *prometheus.Desc
@@ -22,12 +21,12 @@ type StoreCollector struct {
 	hotMaxBytes                                                  int64
 }
 
-var _ prometheus.Collector = (*StoreCollector)(nil)
+var _ prometheus.Collector = (*storeCollector)(nil)
 
-// NewStoreCollector describes s; hotMaxBytes is the hot tier's budget.
-func NewStoreCollector(s *tier.Store, hotMaxBytes int64) *StoreCollector {
+// newStoreCollector describes s; hotMaxBytes is the hot tier's budget.
+func newStoreCollector(s *tier.Store, hotMaxBytes int64) *storeCollector {
 	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
-	return &StoreCollector{
+	return &storeCollector{
 		s:              s,
 		hotMaxBytes:    hotMaxBytes,
 		cacheHits:      d("scribefs_cache_hits_total", "Cold blocks served from the read cache."),
@@ -48,7 +47,7 @@ func NewStoreCollector(s *tier.Store, hotMaxBytes int64) *StoreCollector {
 }
 
 // Describe implements prometheus.Collector.
-func (c *StoreCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.cacheHits, c.cacheMisses, c.cacheEvictions, c.cacheBytes, c.cacheMax,
 		c.hotBytes, c.hotMax, c.backlogSegs, c.backlogBytes, c.archived, c.archiveErrs, c.checksumErrs, c.coldFetches, c.coldBytes} {
 		ch <- d
@@ -58,31 +57,28 @@ func (c *StoreCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector. The backlog walks the hot tier's
 // metadata (no segment bytes); a scrape is bounded to a few seconds so a
 // huge hot tier cannot stall it, and an unfinished walk omits the backlog.
-func (c *StoreCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v int64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
 	gauge := func(d *prometheus.Desc, v int64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
 	}
-	cs := c.s.CacheStats()
-	counter(c.cacheHits, cs.Hits)
-	counter(c.cacheMisses, cs.Misses)
-	counter(c.cacheEvictions, cs.Evictions)
-	gauge(c.cacheBytes, cs.Bytes)
-	gauge(c.cacheMax, cs.MaxBytes)
-	gauge(c.hotBytes, c.s.HotUsage())
+	st := c.s.Stats(context.Background())
+	counter(c.cacheHits, st.CacheHits)
+	counter(c.cacheMisses, st.CacheMisses)
+	counter(c.cacheEvictions, st.CacheEvictions)
+	gauge(c.cacheBytes, st.CacheBytes)
+	gauge(c.cacheMax, st.CacheMaxBytes)
+	gauge(c.hotBytes, st.HotBytes)
 	gauge(c.hotMax, c.hotMaxBytes)
-	k := c.s.Counters()
-	counter(c.archived, k.Archived.Load())
-	counter(c.archiveErrs, k.ArchiveErrors.Load())
-	counter(c.checksumErrs, k.ChecksumErrors.Load())
-	counter(c.coldFetches, k.ColdFetches.Load())
-	counter(c.coldBytes, k.ColdFetchBytes.Load())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if n, b, err := c.s.ArchiveBacklog(ctx); err == nil {
-		gauge(c.backlogSegs, int64(n))
-		gauge(c.backlogBytes, b)
+	counter(c.archived, st.Archived)
+	counter(c.archiveErrs, st.ArchiveErrors)
+	counter(c.checksumErrs, st.ChecksumErrors)
+	counter(c.coldFetches, st.ColdFetches)
+	counter(c.coldBytes, st.ColdFetchBytes)
+	if st.BacklogKnown {
+		gauge(c.backlogSegs, int64(st.BacklogSegments))
+		gauge(c.backlogBytes, st.BacklogBytes)
 	}
 }

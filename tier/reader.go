@@ -122,7 +122,12 @@ func (s *Store) fillColdSums(ctx context.Context, info segment.Info) segment.Inf
 		return info
 	}
 	info.Sums = full.Sums
-	s.index.Put(info)
+	s.update(info.ID, func(r *backend.Record) error {
+		if r.Cold != nil && r.Cold.Version == info.Version && r.Cold.Sums == nil {
+			r.Cold.Sums = full.Sums
+		}
+		return nil
+	})
 	return info
 }
 

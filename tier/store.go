@@ -11,13 +11,11 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 
 	"github.com/scribefs/scribefs/backend"
-	"github.com/scribefs/scribefs/backend/local"
 	"github.com/scribefs/scribefs/cache"
 	"github.com/scribefs/scribefs/segment"
 )
@@ -68,7 +66,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c *Config) setDefaults(hotPath string) {
+func (c *Config) setDefaults(hot Hot) {
 	if c.MaxSegmentBytes == 0 {
 		c.MaxSegmentBytes = 5 << 40
 	}
@@ -76,7 +74,11 @@ func (c *Config) setDefaults(hotPath string) {
 		c.HotMaxBytes = 10 << 30
 	}
 	if c.SpoolDir == "" {
-		c.SpoolDir = filepath.Join(filepath.Dir(hotPath), "spool")
+		dir := os.TempDir()
+		if p, ok := hot.(interface{ Path() string }); ok {
+			dir = filepath.Dir(p.Path())
+		}
+		c.SpoolDir = filepath.Join(dir, "spool")
 	}
 	if c.CheckInterval == 0 {
 		c.CheckInterval = 5 * time.Minute
@@ -104,10 +106,16 @@ func (c *Config) setDefaults(hotPath string) {
 	}
 }
 
+// ErrNotWrittenThrough is returned (wrapped, with the cause) by a
+// write-through Put whose new version is stored in the hot tier, durably,
+// but could not be uploaded: it is the current version, and the archiver
+// uploads it later.
+var ErrNotWrittenThrough = errors.New("stored in the hot tier, but write-through to the cold tier failed")
+
 // Store is the tiered segment store. Safe for concurrent use.
 type Store struct {
-	hot   *local.Backend
-	index *local.Index
+	hot   Hot
+	index Index
 	cold  backend.Backend // nil: hot tier only
 	cache *cache.Blocks
 	cfg   Config
@@ -152,8 +160,9 @@ type Store struct {
 	// noSums remembers cold versions known to carry no block checksums.
 	noSums sync.Map
 
-	// archiving serialises archival per segment.
-	archiving sync.Map // segment.ID -> struct{}
+	// locks serialise the changes this store makes to each segment's
+	// object in the cold tier (see the package doc).
+	locks segmentLocks
 
 	// fenced, when set, is why this store may no longer change the cold
 	// tier (its writer lease was taken over).
@@ -178,15 +187,11 @@ func (s *Store) coldWritable(op string, id segment.ID) error {
 	return nil
 }
 
-// Counters are cumulative operation counts for status and metrics.
-type Counters struct {
-	ColdFetches, ColdFetchBytes, Archived, ArchiveErrors, ChecksumErrors atomic.Int64
-}
-
-// New assembles a store. cold may be nil. The caller keeps ownership of the
-// backends and closes them after the store.
-func New(hot *local.Backend, cold backend.Backend, blocks *cache.Blocks, cfg Config) (*Store, error) {
-	cfg.setDefaults(hot.Path())
+// New assembles a store from a hot tier, the index kept beside it, and a
+// cold tier (nil for none). The caller keeps ownership of the backends and
+// closes them after the store.
+func New(hot Hot, index Index, cold backend.Backend, blocks *cache.Blocks, cfg Config) (*Store, error) {
+	cfg.setDefaults(hot)
 	if cold == nil {
 		cfg.WriteThrough = false
 	}
@@ -198,10 +203,10 @@ func New(hot *local.Backend, cold backend.Backend, blocks *cache.Blocks, cfg Con
 	if blocks == nil {
 		blocks = cache.New(0)
 	}
-	_, trusted := hot.Index().Reconciled()
+	_, trusted := index.Reconciled()
 	return &Store{
 		indexTrusted: trusted,
-		hot:          hot, index: hot.Index(), cold: cold, cache: blocks, cfg: cfg, log: cfg.Logger,
+		hot:          hot, index: index, cold: cold, cache: blocks, cfg: cfg, log: cfg.Logger,
 		fetchSem: make(chan struct{}, cfg.FetchParallel),
 		inflight: map[cache.Key]*prefetchCall{},
 		syncedCh: make(chan struct{}),
@@ -217,23 +222,8 @@ func (s *Store) MaxSegmentBytes() int64 { return s.cfg.MaxSegmentBytes }
 // SpoolDir implements fs.Store.
 func (s *Store) SpoolDir() string { return s.cfg.SpoolDir }
 
-// CacheStats reports the block cache's counters.
-func (s *Store) CacheStats() cache.Stats { return s.cache.Stats() }
-
-// HotUsage is the bytes of segments in the hot tier.
-func (s *Store) HotUsage() int64 { return s.hot.Usage() }
-
-// Counters returns the store's cumulative counters.
-func (s *Store) Counters() *Counters { return &s.stats }
-
 // Space reports the hot tier disk's size and free bytes.
-func (s *Store) Space() (total, free uint64, err error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(filepath.Dir(s.hot.Path()), &st); err != nil {
-		return 0, 0, err
-	}
-	return st.Blocks * uint64(st.Bsize), st.Bavail * uint64(st.Bsize), nil
-}
+func (s *Store) Space() (total, free uint64, err error) { return s.hot.Space() }
 
 // Health checks the cold tier (one attempt). With no cold tier it checks
 // nothing and succeeds.
@@ -267,30 +257,44 @@ func (s *Store) coldStat(ctx context.Context, id segment.ID) (segment.Info, erro
 	if s.cold == nil {
 		return segment.Info{}, notFound
 	}
-	info, ok, err := s.index.Get(id)
+	rec, err := s.index.Record(id)
 	if err != nil {
 		return segment.Info{}, err
 	}
-	if ok && info.Unresolved {
-		return s.resolve(ctx, info)
-	}
-	if ok {
-		return info, nil
-	}
-	if s.synced.Load() || s.indexTrusted {
+	switch {
+	case rec.Cold != nil && rec.Cold.Unresolved:
+		return s.resolve(ctx, *rec.Cold)
+	case rec.Cold != nil:
+		return *rec.Cold, nil
+	case rec.Tomb != nil, s.indexAuthoritative():
 		return segment.Info{}, notFound
 	}
-	if tomb, err := s.index.Tombstones(); err == nil {
-		if _, dead := tomb[id]; dead {
-			return segment.Info{}, notFound
-		}
-	}
-	info, err = s.cold.Stat(ctx, id)
+	info, err := s.cold.Stat(ctx, id)
 	if err != nil {
 		return segment.Info{}, err
 	}
-	s.index.Put(info)
+	// Learn it, unless the record changed while S3 was asked.
+	s.update(id, func(r *backend.Record) error {
+		if r.Change == rec.Change && r.Cold == nil && r.Tomb == nil {
+			r.Cold = &info
+		}
+		return nil
+	})
 	return info, nil
+}
+
+// indexAuthoritative reports whether a miss in the index means the bucket
+// has no such object (the index has been reconciled with a listing, in this
+// process or an earlier one).
+func (s *Store) indexAuthoritative() bool { return s.synced.Load() || s.indexTrusted }
+
+// update is one transition of one record (see local.Index.Update).
+func (s *Store) update(id segment.ID, fn func(r *backend.Record) error) (backend.Record, error) {
+	recs, err := s.index.Update([]segment.ID{id}, func(rs []*backend.Record) error { return fn(rs[0]) })
+	if err != nil {
+		return backend.Record{}, err
+	}
+	return recs[0], nil
 }
 
 // List calls fn for every segment of both tiers, ascending by id, a segment
@@ -432,8 +436,8 @@ func (s *Store) put(ctx context.Context, id segment.ID, r io.Reader, size int64,
 	}
 	s.touch(id)
 	if s.cfg.WriteThrough {
-		if err := s.Archive(ctx, id); err != nil {
-			return info, fmt.Errorf("put segment %d: stored in the hot tier, but write-through to the cold tier failed: %w", id, err)
+		if err := s.archive(ctx, id, info.Version); err != nil {
+			return info, fmt.Errorf("put segment %d: %w: %w", id, ErrNotWrittenThrough, err)
 		}
 		return s.Stat(ctx, id)
 	}
@@ -505,352 +509,6 @@ func (l *limitReader) Read(p []byte) (int, error) {
 		return n, backend.ErrTooLarge
 	}
 	return n, err
-}
-
-// Delete removes a segment from every tier. A cold delete that cannot be
-// carried out now (S3 unavailable) is recorded as a tombstone and replayed
-// later; the segment is gone for readers at once either way.
-func (s *Store) Delete(ctx context.Context, id segment.ID) error {
-	if err := s.writable("delete", id); err != nil {
-		return err
-	}
-	found := false
-	switch err := s.hot.Delete(ctx, id, ""); {
-	case err == nil:
-		found = true
-	case !errors.Is(err, backend.ErrNotFound):
-		return err
-	}
-	if s.cold != nil {
-		info, err := s.coldStat(ctx, id)
-		switch {
-		case err == nil:
-			found = true
-			if err := s.deleteCold(ctx, id, info.Version); err != nil {
-				return err
-			}
-		case errors.Is(err, backend.ErrNotFound):
-		case backend.IsTransient(err) && found:
-			// Cannot even tell whether S3 holds an older copy: record a
-			// delete of any version, so the listing never brings it back.
-			if err := s.index.AddTombstone(id, ""); err != nil {
-				return err
-			}
-		default:
-			return err
-		}
-	}
-	if !found {
-		return fmt.Errorf("delete segment %d: %w", id, backend.ErrNotFound)
-	}
-	return nil
-}
-
-// deleteCold deletes one cold version, falling back to a tombstone when S3
-// is unavailable.
-func (s *Store) deleteCold(ctx context.Context, id segment.ID, version string) error {
-	if err := s.coldWritable("delete", id); err != nil {
-		return err
-	}
-	err := s.cold.Delete(ctx, id, version)
-	switch {
-	case err == nil, errors.Is(err, backend.ErrNotFound), errors.Is(err, backend.ErrStale):
-		// Stale: someone else wrote a newer object; it is theirs to keep.
-		return s.index.Delete(id)
-	case backend.IsTransient(err):
-		s.log.Warn("cold delete deferred", "op", "delete", "segment", id, "err", err)
-		if err := s.index.AddTombstone(id, version); err != nil {
-			return err
-		}
-		return s.index.Delete(id)
-	default:
-		return err
-	}
-}
-
-// ReplayTombstones carries out deletes recorded while S3 was unavailable.
-func (s *Store) ReplayTombstones(ctx context.Context) (done int, err error) {
-	if s.cold == nil || s.cfg.ReadOnly || s.fenced.Load() != nil {
-		return 0, nil
-	}
-	tombs, err := s.index.Tombstones()
-	if err != nil {
-		return 0, err
-	}
-	for id, version := range tombs {
-		err := s.cold.Delete(ctx, id, version)
-		if err != nil && !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrStale) {
-			return done, err
-		}
-		if err := s.index.RemoveTombstone(id); err != nil {
-			return done, err
-		}
-		done++
-	}
-	return done, nil
-}
-
-// Rename makes from available as to and removes from. A hot segment moves
-// in one bbolt transaction; a cold one is copied into the hot tier under its
-// new id first. Readers see the old state or the new, never a mix.
-func (s *Store) Rename(ctx context.Context, from, to segment.ID) error {
-	if err := s.writable("rename", from); err != nil {
-		return err
-	}
-	if from == to {
-		_, err := s.Stat(ctx, from)
-		return err
-	}
-	err := s.hot.Rename(ctx, from, to)
-	switch {
-	case err == nil:
-	case errors.Is(err, backend.ErrNotFound):
-		r, err := s.Open(ctx, from)
-		if err != nil {
-			return err
-		}
-		info := r.Info()
-		_, err = s.hot.Put(ctx, to, io.NewSectionReader(r, 0, info.Size), backend.PutOptions{Size: info.Size, ModTime: info.ModTime})
-		r.Close()
-		if err != nil {
-			return err
-		}
-	default:
-		return err
-	}
-	// from's cold copy, if any, must go too.
-	if s.cold != nil {
-		if info, err := s.coldStat(ctx, from); err == nil {
-			return s.deleteCold(ctx, from, info.Version)
-		}
-	}
-	return nil
-}
-
-// SetModTime changes a segment's user-visible mtime. For a cold segment the
-// new mtime is kept in the index (the object is not rewritten).
-func (s *Store) SetModTime(ctx context.Context, id segment.ID, mtime time.Time) error {
-	if err := s.writable("set mtime of", id); err != nil {
-		return err
-	}
-	err := s.hot.SetModTime(ctx, id, mtime)
-	if !errors.Is(err, backend.ErrNotFound) {
-		return err
-	}
-	info, err := s.coldStat(ctx, id)
-	if err != nil {
-		return err
-	}
-	info.ModTime = mtime
-	if info.Sums == nil {
-		if full, ok, _ := s.index.Get(id); ok {
-			info.Sums = full.Sums
-		}
-	}
-	return s.index.Put(info)
-}
-
-// Archive moves one segment from the hot tier to the cold tier: upload,
-// verify size and checksums against what the server returns, record it in
-// the index, then drop the hot copy, only if it was not overwritten
-// meanwhile. A segment already cold is left alone.
-func (s *Store) Archive(ctx context.Context, id segment.ID) error {
-	if s.cold == nil {
-		return fmt.Errorf("archive segment %d: no cold tier configured", id)
-	}
-	if err := s.writable("archive", id); err != nil {
-		return err
-	}
-	if err := s.coldWritable("archive", id); err != nil {
-		return err
-	}
-	if _, busy := s.archiving.LoadOrStore(id, struct{}{}); busy {
-		return nil
-	}
-	defer s.archiving.Delete(id)
-	info, err := s.hot.Stat(ctx, id)
-	if errors.Is(err, backend.ErrNotFound) {
-		if _, cerr := s.coldStat(ctx, id); cerr == nil {
-			return nil // already cold
-		}
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	r, err := s.hot.Get(ctx, id, backend.GetOptions{Length: -1, Version: info.Version})
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	coldInfo, err := s.cold.Put(ctx, id, r, backend.PutOptions{Size: info.Size, ModTime: info.ModTime, Sums: info.Sums})
-	if err != nil {
-		s.stats.ArchiveErrors.Add(1)
-		return fmt.Errorf("archive segment %d: %w", id, err)
-	}
-	if coldInfo.Size != info.Size {
-		s.stats.ArchiveErrors.Add(1)
-		return fmt.Errorf("archive segment %d: cold tier stored %d bytes, expected %d", id, coldInfo.Size, info.Size)
-	}
-	coldInfo.Sums, coldInfo.ModTime, coldInfo.WrittenAt = info.Sums, info.ModTime, info.WrittenAt
-	coldInfo.Tier = segment.TierCold
-	if err := s.index.Put(coldInfo); err != nil {
-		return err
-	}
-	s.index.RemoveTombstone(id)
-	s.stats.Archived.Add(1)
-	if err := s.hot.Delete(ctx, id, info.Version); err != nil && !errors.Is(err, backend.ErrStale) && !errors.Is(err, backend.ErrNotFound) {
-		return err
-	}
-	return nil
-}
-
-// reconcileOnce reconciles unless another caller is already doing it, in
-// which case it waits for that one.
-func (s *Store) reconcileOnce(ctx context.Context) error {
-	_, err, _ := s.reconciling.Do("reconcile", func() (any, error) {
-		if s.synced.Load() {
-			return nil, nil
-		}
-		return nil, s.Reconcile(ctx)
-	})
-	return err
-}
-
-// Reconcile brings the index in line with a full listing of the cold tier:
-// objects other writers added appear, objects they removed disappear.
-// Entries whose version did not change keep what the index knew of them
-// (checksums, mtime set through scribefs).
-func (s *Store) Reconcile(ctx context.Context) error {
-	if s.cold == nil {
-		return nil
-	}
-	tomb, err := s.index.Tombstones()
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	// An entry the archiver recorded after the listing passed its key is
-	// not gone: only entries older than this pass are dropped.
-	stale := func(i segment.Info) bool { return i.WrittenAt.IsZero() || i.WrittenAt.Before(start) }
-	known := pull(func(yield func(segment.Info) error) error { return s.index.List(yield) })
-	defer known.stop()
-	k, kok := known.next()
-	var add []segment.Info
-	var gone []segment.ID
-	unresolved := 0
-	flush := func() error {
-		if len(add) > 0 {
-			if err := s.index.PutBatch(add); err != nil {
-				return err
-			}
-			add = add[:0]
-		}
-		return nil
-	}
-	err = s.cold.List(ctx, func(c segment.Info) error {
-		for kok && k.ID < c.ID {
-			if stale(k) {
-				gone = append(gone, k.ID)
-			}
-			k, kok = known.next()
-		}
-		same := kok && k.ID == c.ID && k.Version == c.Version
-		if same && k.Unresolved {
-			unresolved++
-		}
-		if kok && k.ID == c.ID {
-			k, kok = known.next()
-		}
-		if _, dead := tomb[c.ID]; dead || same {
-			return nil
-		}
-		if c.Unresolved {
-			unresolved++
-		}
-		add = append(add, c)
-		if len(add) >= 1000 {
-			return flush()
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for ; kok; k, kok = known.next() {
-		if stale(k) {
-			gone = append(gone, k.ID)
-		}
-	}
-	if err := known.err(); err != nil {
-		return err
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	for _, id := range gone {
-		if err := s.index.Delete(id); err != nil {
-			return err
-		}
-	}
-	if s.synced.CompareAndSwap(false, true) {
-		close(s.syncedCh)
-	}
-	if err := s.index.MarkReconciled(start); err != nil {
-		return err
-	}
-	if unresolved == 0 {
-		return nil
-	}
-	return s.resolveAll(ctx)
-}
-
-// resolve asks the cold tier once for what a listing could not tell (the
-// decoded size and mtime of a Scribe Ledger object) and keeps it.
-func (s *Store) resolve(ctx context.Context, listed segment.Info) (segment.Info, error) {
-	info, err := s.cold.Stat(ctx, listed.ID)
-	if err != nil {
-		return segment.Info{}, err
-	}
-	if err := s.index.Put(info); err != nil {
-		return segment.Info{}, err
-	}
-	return info, nil
-}
-
-// resolveAll resolves every unresolved index entry, a few at a time.
-func (s *Store) resolveAll(ctx context.Context) error {
-	var todo []segment.Info
-	if err := s.index.List(func(i segment.Info) error {
-		if i.Unresolved {
-			todo = append(todo, i)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	sem := make(chan struct{}, 8)
-	for _, info := range todo {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(info segment.Info) {
-			defer func() { <-sem; wg.Done() }()
-			if _, err := s.resolve(ctx, info); err != nil && !errors.Is(err, backend.ErrNotFound) {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		}(info)
-	}
-	wg.Wait()
-	return first
 }
 
 // Synced is closed once the index has been reconciled with a full listing

@@ -91,7 +91,7 @@ func mustStore(t *testing.T, cfg Config) (*Store, *faulty) {
 		t.Fatal(err)
 	}
 	cold := &faulty{Backend: coldDB}
-	s, err := New(hot, cold, cache.New(64<<20), cfg)
+	s, err := New(hot, hot.Index(), cold, cache.New(64<<20), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestRangeReadFetchesLittle(t *testing.T) {
 	if !bytes.Equal(buf, data[off:off+4096]) {
 		t.Fatal("range read differs")
 	}
-	if got := s.Counters().ColdFetchBytes.Load(); got > 2*segment.BlockSize {
+	if got := s.Stats(ctx).ColdFetchBytes; got > 2*segment.BlockSize {
 		t.Fatalf("4 KiB read fetched %d bytes", got)
 	}
 }
@@ -294,8 +294,8 @@ func TestWriteThrough(t *testing.T) {
 	if _, err := cold.Backend.Stat(ctx, 3); err != nil {
 		t.Fatalf("write-through: cold stat %v", err)
 	}
-	if s.HotUsage() != 0 {
-		t.Fatalf("write-through left %d hot bytes", s.HotUsage())
+	if s.Stats(ctx).HotBytes != 0 {
+		t.Fatalf("write-through left %d hot bytes", s.Stats(ctx).HotBytes)
 	}
 }
 

@@ -36,7 +36,13 @@ func (s *Store) ArchiveBacklog(ctx context.Context) (count int, bytes int64, err
 func (s *Store) IndexList(fn func(segment.Info) error) error { return s.index.List(fn) }
 
 // IndexEntry returns the index's entry for id, if any.
-func (s *Store) IndexEntry(id segment.ID) (segment.Info, bool, error) { return s.index.Get(id) }
+func (s *Store) IndexEntry(id segment.ID) (segment.Info, bool, error) {
+	rec, err := s.index.Record(id)
+	if err != nil || rec.Cold == nil {
+		return segment.Info{}, false, err
+	}
+	return *rec.Cold, true, nil
+}
 
 // ColdList lists the cold tier itself (the bucket), not the index.
 func (s *Store) ColdList(ctx context.Context, fn func(segment.Info) error) error {

@@ -44,8 +44,8 @@ func TestFullHotTier(t *testing.T) {
 	mustPut(t, s, 2, backendtest.RandomBytes(2, 1500))
 	// room is made by archiving
 	mustPut(t, s, 3, backendtest.RandomBytes(3, 1500))
-	if s.HotUsage() > 3000 {
-		t.Fatalf("hot usage %d over the 3000 budget", s.HotUsage())
+	if s.Stats(ctx).HotBytes > 3000 {
+		t.Fatalf("hot usage %d over the 3000 budget", s.Stats(ctx).HotBytes)
 	}
 	cold.down.Store(true)
 	start := time.Now()

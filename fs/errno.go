@@ -1,56 +1,54 @@
 package fs
 
 import (
-	"context"
 	"errors"
 	"syscall"
 
 	"github.com/scribefs/scribefs/backend"
-	"github.com/scribefs/scribefs/segment"
 )
 
-// toErrno is the one place where storage errors become errnos.
+// errnos maps each error kind (backend.Kind, the one classification of
+// errors) to the errno the mount answers with:
 //
-//	backend.ErrNotFound                 ENOENT
-//	backend.ErrTooLarge                 EFBIG
-//	backend.ErrNoSpace                  ENOSPC
-//	backend.ErrReadOnly                 EROFS
-//	backend.ErrPermission               EACCES
-//	backend.ErrInvalid, ErrInvalidID    EINVAL
-//	backend.ErrStale                    ESTALE
-//	context.Canceled                    EINTR (the caller was interrupted)
-//	a syscall.Errno, wrapped            itself (the local spool: ENOSPC, EDQUOT…)
-//	anything else                       EIO
+//	not_found                     ENOENT
+//	too_large                     EFBIG
+//	no_space                      ENOSPC
+//	read_only                     EROFS
+//	permission                    EACCES
+//	invalid, invalid_id           EINVAL
+//	stale                         ESTALE
+//	canceled                      EINTR (the caller was interrupted)
+//	checksum, unavailable,        EIO
+//	deadline
+//	other: a syscall.Errno        itself (the local spool: ENOSPC, EDQUOT…)
+//	other                         EIO
 //
 // ErrStale becomes ESTALE rather than EIO: it means the version a handle
 // pinned can no longer be served, which is what "stale file handle" says to
 // a user, and it is distinguishable from a failing disk in scripts. ESTALE
 // from LOOKUP makes the kernel retry the path walk once, which is harmless.
-// Unavailable backends, checksum mismatches (segment.ErrChecksum) and
-// deadlines are I/O errors: the bytes could not be delivered.
+// Unavailable backends, checksum mismatches and deadlines are I/O errors:
+// the bytes could not be delivered.
+var errnos = map[backend.ErrorKind]syscall.Errno{
+	backend.KindOK:          0,
+	backend.KindNotFound:    syscall.ENOENT,
+	backend.KindTooLarge:    syscall.EFBIG,
+	backend.KindNoSpace:     syscall.ENOSPC,
+	backend.KindReadOnly:    syscall.EROFS,
+	backend.KindPermission:  syscall.EACCES,
+	backend.KindInvalid:     syscall.EINVAL,
+	backend.KindInvalidID:   syscall.EINVAL,
+	backend.KindStale:       syscall.ESTALE,
+	backend.KindChecksum:    syscall.EIO,
+	backend.KindUnavailable: syscall.EIO,
+	backend.KindDeadline:    syscall.EIO,
+	backend.KindCanceled:    syscall.EINTR,
+}
+
+// toErrno is the one place where storage errors become errnos (errnos).
 func toErrno(err error) syscall.Errno {
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, backend.ErrNotFound):
-		return syscall.ENOENT
-	case errors.Is(err, backend.ErrTooLarge):
-		return syscall.EFBIG
-	case errors.Is(err, backend.ErrNoSpace):
-		return syscall.ENOSPC
-	case errors.Is(err, backend.ErrReadOnly):
-		return syscall.EROFS
-	case errors.Is(err, backend.ErrPermission):
-		return syscall.EACCES
-	case errors.Is(err, backend.ErrInvalid), errors.Is(err, segment.ErrInvalidID):
-		return syscall.EINVAL
-	case errors.Is(err, backend.ErrStale):
-		return syscall.ESTALE
-	case errors.Is(err, segment.ErrChecksum), errors.Is(err, backend.ErrUnavailable),
-		errors.Is(err, context.DeadlineExceeded):
-		return syscall.EIO
-	case errors.Is(err, context.Canceled):
-		return syscall.EINTR
+	if errno, ok := errnos[backend.Kind(err)]; ok {
+		return errno
 	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) && errno != 0 {

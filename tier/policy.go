@@ -2,8 +2,6 @@ package tier
 
 import (
 	"context"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/scribefs/scribefs/segment"
@@ -36,7 +34,7 @@ func (s *Store) Run(ctx context.Context) {
 }
 
 func (s *Store) refresh(ctx context.Context) {
-	if err := s.Reconcile(ctx); err != nil {
+	if err := s.recon.Reconcile(ctx); err != nil {
 		s.log.Warn("reconciling the index with the bucket failed", "op", "reconcile", "err", err)
 	}
 	if n, err := s.ReplayTombstones(ctx); err != nil {
@@ -50,77 +48,17 @@ func (s *Store) refresh(ctx context.Context) {
 // ago, then, while the hot tier is over its budget, the least recently used
 // (opened or written by this process; else the oldest written), with at most ArchiveParallel uploads in flight. It returns how
 // many segments it archived.
-func (s *Store) ArchivePass(ctx context.Context) int { return s.archivePass(ctx, 0) }
-
-// archivePass is ArchivePass making room for need more bytes as well.
-func (s *Store) archivePass(ctx context.Context, need int64) int {
-	if s.cold == nil {
-		return 0
-	}
-	now := time.Now()
-	var due, rest []segment.Info
-	s.hot.List(ctx, func(i segment.Info) error {
-		if now.Sub(i.WrittenAt) >= s.cfg.ArchiveAfter {
-			due = append(due, i)
-		} else {
-			rest = append(rest, i)
-		}
-		return nil
-	})
-	usage := s.hot.Usage()
-	for _, i := range due {
-		usage -= i.Size
-	}
-	if usage+need > s.cfg.HotMaxBytes {
-		sort.Slice(rest, func(a, b int) bool { return s.lastUsed(rest[a]).Before(s.lastUsed(rest[b])) })
-		for _, i := range rest {
-			if usage+need <= s.cfg.HotMaxBytes {
-				break
-			}
-			due = append(due, i)
-			usage -= i.Size
-		}
-	}
-	return s.ArchiveAll(ctx, due, nil)
-}
+func (s *Store) ArchivePass(ctx context.Context) int { return s.arch.pass(ctx, 0) }
 
 // ArchiveAll archives the given segments in parallel, calling done (if not
 // nil) after each with its result. It returns how many succeeded.
 func (s *Store) ArchiveAll(ctx context.Context, segs []segment.Info, done func(segment.Info, error)) int {
-	var (
-		wg sync.WaitGroup
-		mu sync.Mutex
-		ok int
-	)
-	sem := make(chan struct{}, s.cfg.ArchiveParallel)
-	for _, info := range segs {
-		if ctx.Err() != nil {
-			break
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(info segment.Info) {
-			defer func() { <-sem; wg.Done() }()
-			err := s.Archive(ctx, info.ID)
-			if err != nil {
-				s.lastArchiveErr.Store(&err)
-				s.log.Warn("archive failed", "op", "archive", "segment", info.ID, "err", err)
-			} else {
-				s.lastArchiveErr.Store(nil)
-			}
-			mu.Lock()
-			if err == nil {
-				ok++
-			}
-			if done != nil {
-				done(info, err)
-			}
-			mu.Unlock()
-		}(info)
-	}
-	wg.Wait()
-	return ok
+	return s.arch.all(ctx, segs, done)
 }
+
+// Reconcile brings the index in line with a full listing of the bucket
+// (see reconciler.Reconcile).
+func (s *Store) Reconcile(ctx context.Context) error { return s.recon.Reconcile(ctx) }
 
 // HotSegments lists the segments whose bytes are in the hot tier.
 func (s *Store) HotSegments(ctx context.Context) ([]segment.Info, error) {

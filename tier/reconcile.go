@@ -3,27 +3,59 @@ package tier
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/scribefs/scribefs/backend"
 	"github.com/scribefs/scribefs/segment"
+	"golang.org/x/sync/singleflight"
 )
 
-// reconcileOnce reconciles unless another caller is already doing it, in
-// which case it waits for that one.
-func (s *Store) reconcileOnce(ctx context.Context) error {
-	_, err, _ := s.reconciling.Do("reconcile", func() (any, error) {
-		if s.synced.Load() {
-			return nil, nil
-		}
-		return nil, s.Reconcile(ctx)
-	})
-	return err
+// reconciler keeps the index in line with the bucket: full passes over
+// its listing (Reconcile), lookups of what a listing could not tell
+// (resolve), lookups of the bucket before the first pass (lookup), and the
+// deletes deferred while S3 was unavailable (replay).
+type reconciler struct {
+	*parts
+
+	// synced is set once the index has been reconciled with a full bucket
+	// listing in this process; syncedCh is closed then.
+	synced   atomic.Bool
+	syncedCh chan struct{}
+	// indexTrusted: an earlier process reconciled the index with the
+	// bucket, so a miss in it means "no such segment" even before this
+	// process's first listing (other writers' new objects appear at the
+	// next refresh).
+	indexTrusted bool
+
+	reconciling singleflight.Group
 }
 
 // reconcileBatch is how many listed entries one transition applies.
 const reconcileBatch = 1000
+
+func ids(infos []segment.Info) []segment.ID {
+	out := make([]segment.ID, len(infos))
+	for i, info := range infos {
+		out[i] = info.ID
+	}
+	return out
+}
+
+// reconcileOnce reconciles unless another caller is already doing it, in
+// which case it waits for that one.
+func (rc *reconciler) reconcileOnce(ctx context.Context) error {
+	_, err, _ := rc.reconciling.Do("reconcile", func() (any, error) {
+		if rc.synced.Load() {
+			return nil, nil
+		}
+		return nil, rc.Reconcile(ctx)
+	})
+	return err
+}
 
 // Reconcile brings the index in line with a full listing of the cold tier:
 // objects other writers added appear, objects they removed disappear.
@@ -35,36 +67,36 @@ const reconcileBatch = 1000
 // most the counter read before listing), and leaves alone records with a
 // pending delete. A segment deleted, archived, renamed or written during
 // the pass is the next pass's business.
-func (s *Store) Reconcile(ctx context.Context) error {
-	if s.cold == nil {
+func (rc *reconciler) Reconcile(ctx context.Context) error {
+	if rc.cold == nil {
 		return nil
 	}
-	start, err := s.index.Counter()
+	start, err := rc.index.Counter()
 	if err != nil {
 		return err
 	}
 	began := time.Now()
-	known := pull(func(yield func(segment.Info) error) error { return s.index.List(yield) })
+	known := pull(func(yield func(segment.Info) error) error { return rc.index.List(yield) })
 	defer known.stop()
 	k, kok := known.next()
 	var add, gone []segment.Info
 	unresolved := 0
 	flush := func(force bool) error {
 		if len(add) >= reconcileBatch || force && len(add) > 0 {
-			if err := s.applyListed(add, start); err != nil {
+			if err := rc.applyListed(add, start); err != nil {
 				return err
 			}
 			add = add[:0]
 		}
 		if len(gone) >= reconcileBatch || force && len(gone) > 0 {
-			if err := s.applyGone(gone, start); err != nil {
+			if err := rc.applyGone(gone, start); err != nil {
 				return err
 			}
 			gone = gone[:0]
 		}
 		return nil
 	}
-	err = s.cold.List(ctx, func(c segment.Info) error {
+	err = rc.cold.List(ctx, func(c segment.Info) error {
 		for kok && k.ID < c.ID {
 			gone = append(gone, k)
 			k, kok = known.next()
@@ -99,34 +131,26 @@ func (s *Store) Reconcile(ctx context.Context) error {
 	if err := flush(true); err != nil {
 		return err
 	}
-	if _, err := s.index.ForgetDeleted(start); err != nil {
+	if _, err := rc.index.ForgetDeleted(start); err != nil {
 		return err
 	}
-	if s.synced.CompareAndSwap(false, true) {
-		close(s.syncedCh)
+	if rc.synced.CompareAndSwap(false, true) {
+		close(rc.syncedCh)
 	}
-	if err := s.index.MarkReconciled(began); err != nil {
+	if err := rc.index.MarkReconciled(began); err != nil {
 		return err
 	}
 	if unresolved == 0 {
 		return nil
 	}
-	return s.resolveAll(ctx)
-}
-
-func ids(infos []segment.Info) []segment.ID {
-	out := make([]segment.ID, len(infos))
-	for i, info := range infos {
-		out[i] = info.ID
-	}
-	return out
+	return rc.resolveAll(ctx)
 }
 
 // applyListed records listed objects the index lacks or knows in another
 // version, in records unchanged since the pass began and with no delete
 // pending.
-func (s *Store) applyListed(listed []segment.Info, start uint64) error {
-	_, err := s.index.Update(ids(listed), func(rs []*backend.Record) error {
+func (rc *reconciler) applyListed(listed []segment.Info, start uint64) error {
+	_, err := rc.index.Update(ids(listed), func(rs []*backend.Record) error {
 		for i, r := range rs {
 			c := listed[i]
 			if r.Change > start || r.Tomb != nil || r.Cold != nil && r.Cold.Version == c.Version {
@@ -142,8 +166,8 @@ func (s *Store) applyListed(listed []segment.Info, start uint64) error {
 
 // applyGone forgets index entries the listing did not show, in records
 // unchanged since the pass began.
-func (s *Store) applyGone(gone []segment.Info, start uint64) error {
-	_, err := s.index.Update(ids(gone), func(rs []*backend.Record) error {
+func (rc *reconciler) applyGone(gone []segment.Info, start uint64) error {
+	_, err := rc.index.Update(ids(gone), func(rs []*backend.Record) error {
 		for i, r := range rs {
 			if r.Change > start || r.Cold == nil || r.Cold.Version != gone[i].Version {
 				continue
@@ -158,12 +182,12 @@ func (s *Store) applyGone(gone []segment.Info, start uint64) error {
 // resolve asks the cold tier once for what a listing could not tell (the
 // decoded size and mtime of a Scribe Ledger object) and keeps it, if the
 // entry is still the one resolved.
-func (s *Store) resolve(ctx context.Context, listed segment.Info) (segment.Info, error) {
-	info, err := s.cold.Stat(ctx, listed.ID)
+func (rc *reconciler) resolve(ctx context.Context, listed segment.Info) (segment.Info, error) {
+	info, err := rc.cold.Stat(ctx, listed.ID)
 	if err != nil {
 		return segment.Info{}, err
 	}
-	_, err = s.update(listed.ID, func(r *backend.Record) error {
+	_, err = rc.update(listed.ID, func(r *backend.Record) error {
 		if r.Cold != nil && r.Cold.Version == listed.Version {
 			r.Cold = &info
 		}
@@ -176,9 +200,9 @@ func (s *Store) resolve(ctx context.Context, listed segment.Info) (segment.Info,
 }
 
 // resolveAll resolves every unresolved index entry, a few at a time.
-func (s *Store) resolveAll(ctx context.Context) error {
+func (rc *reconciler) resolveAll(ctx context.Context) error {
 	var todo []segment.Info
-	if err := s.index.List(func(i segment.Info) error {
+	if err := rc.index.List(func(i segment.Info) error {
 		if i.Unresolved {
 			todo = append(todo, i)
 		}
@@ -197,7 +221,7 @@ func (s *Store) resolveAll(ctx context.Context) error {
 		wg.Add(1)
 		go func(info segment.Info) {
 			defer func() { <-sem; wg.Done() }()
-			if _, err := s.resolve(ctx, info); err != nil && !errors.Is(err, backend.ErrNotFound) {
+			if _, err := rc.resolve(ctx, info); err != nil && !errors.Is(err, backend.ErrNotFound) {
 				mu.Lock()
 				if first == nil {
 					first = err
@@ -209,3 +233,73 @@ func (s *Store) resolveAll(ctx context.Context) error {
 	wg.Wait()
 	return first
 }
+
+// replay carries out deletes recorded while S3 was unavailable, each under
+// its segment's lock and only while the tombstone is still the record's
+// state.
+func (rc *reconciler) replay(ctx context.Context) (done int, err error) {
+	if rc.cold == nil || rc.cfg.ReadOnly || rc.fenced.Load() != nil {
+		return 0, nil
+	}
+	tombs, err := rc.index.Tombstones()
+	if err != nil {
+		return 0, err
+	}
+	ids := make([]segment.ID, 0, len(tombs))
+	for id := range tombs {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
+	for _, id := range ids {
+		if err := rc.locks.lock(ctx, id); err != nil {
+			return done, err
+		}
+		ok, err := rc.replayLocked(ctx, id)
+		rc.locks.unlock(id)
+		if err != nil {
+			return done, err
+		}
+		if ok {
+			done++
+		}
+	}
+	return done, nil
+}
+
+// lookup answers from the index, asking S3 only while the index has not
+// yet been reconciled with a full listing.
+func (rc *reconciler) lookup(ctx context.Context, id segment.ID) (segment.Info, error) {
+	notFound := fmt.Errorf("segment %d: %w", id, backend.ErrNotFound)
+	if rc.cold == nil {
+		return segment.Info{}, notFound
+	}
+	rec, err := rc.index.Record(id)
+	if err != nil {
+		return segment.Info{}, err
+	}
+	switch {
+	case rec.Cold != nil && rec.Cold.Unresolved:
+		return rc.resolve(ctx, *rec.Cold)
+	case rec.Cold != nil:
+		return *rec.Cold, nil
+	case rec.Tomb != nil, rc.authoritative():
+		return segment.Info{}, notFound
+	}
+	info, err := rc.cold.Stat(ctx, id)
+	if err != nil {
+		return segment.Info{}, err
+	}
+	// Learn it, unless the record changed while S3 was asked.
+	rc.update(id, func(r *backend.Record) error {
+		if r.Change == rec.Change && r.Cold == nil && r.Tomb == nil {
+			r.Cold = &info
+		}
+		return nil
+	})
+	return info, nil
+}
+
+// authoritative reports whether a miss in the index means the bucket
+// has no such object (the index has been reconciled with a listing, in this
+// process or an earlier one).
+func (rc *reconciler) authoritative() bool { return rc.synced.Load() || rc.indexTrusted }

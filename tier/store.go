@@ -9,11 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 
 	"github.com/scribefs/scribefs/backend"
 	"github.com/scribefs/scribefs/cache"
@@ -112,53 +109,16 @@ func (c *Config) setDefaults(hot Hot) {
 // uploads it later.
 var ErrNotWrittenThrough = errors.New("stored in the hot tier, but write-through to the cold tier failed")
 
-// Store is the tiered segment store. Safe for concurrent use.
-type Store struct {
+// parts are what the store's components share, assembled once by New:
+// the tiers, the index, the policy, the per-segment cold locks, the
+// counters and the fence. Each field is set once, or guards itself.
+type parts struct {
 	hot   Hot
 	index Index
 	cold  backend.Backend // nil: hot tier only
 	cache *cache.Blocks
 	cfg   Config
 	log   *slog.Logger
-
-	// synced is set once the index has been reconciled with a full bucket
-	// listing; before that, cold lookups that miss the index ask S3.
-	synced   atomic.Bool
-	syncedCh chan struct{}
-	// indexTrusted: an earlier process reconciled the index with the
-	// bucket, so a miss in it means "no such segment" even before this
-	// process's first listing (other writers' new objects appear at the
-	// next refresh).
-	indexTrusted bool
-
-	fetchSem chan struct{} // bounds concurrent cold range GETs
-
-	// mu guards inflight: cold blocks being fetched by a prefetch.
-	mu       sync.Mutex
-	inflight map[cache.Key]*prefetchCall
-	// follow detects cold segments opened in id order (see followOpen).
-	follow struct {
-		sync.Mutex
-		last  segment.ID // the segment opened last
-		next  segment.ID // the one after it in the index
-		run   int        // how many were opened in order, up to last
-		ahead segment.ID // prefetched up to here during this run
-	}
-
-	reconciling singleflight.Group
-
-	// lastUse is when each hot segment was last opened or written by this
-	// process (segment.ID -> time.Time); the archiver moves the least
-	// recently used out first when the hot tier is over budget.
-	lastUse sync.Map
-
-	// lastArchiveErr is the archiver's most recent failure, nil after a
-	// success; a write waiting for room gives up early on a transient one.
-	lastArchiveErr atomic.Pointer[error]
-	making         singleflight.Group
-
-	// noSums remembers cold versions known to carry no block checksums.
-	noSums sync.Map
 
 	// locks serialise the changes this store makes to each segment's
 	// object in the cold tier (see the package doc).
@@ -171,6 +131,20 @@ type Store struct {
 	stats Counters
 }
 
+// Store is the tiered segment store. It routes each operation to the tiers
+// and makes the transitions of a segment's record that readers and writers
+// ask for (transitions.go); its components do the rest, each with one job:
+// the archiver moves segments hot to cold and admits writes into a full
+// hot tier, the reconciler keeps the index in line with the bucket and
+// carries out deferred deletes, and the fetcher reads cold blocks through
+// the cache. Safe for concurrent use.
+type Store struct {
+	*parts
+	arch  *archiver
+	recon *reconciler
+	fetch *fetcher
+}
+
 // Fence stops every change to the cold tier (archival, cold deletes) with
 // reason; hot reads and writes go on. A mount calls it when another writer
 // takes its lease over.
@@ -179,13 +153,6 @@ func (s *Store) Fence(reason error) { s.fenced.Store(&reason) }
 // Unfence lets the store change the cold tier again (its writer lease is
 // now held).
 func (s *Store) Unfence() { s.fenced.Store(nil) }
-
-func (s *Store) coldWritable(op string, id segment.ID) error {
-	if p := s.fenced.Load(); p != nil {
-		return fmt.Errorf("%s segment %d: cold tier fenced: %v: %w", op, id, *p, backend.ErrReadOnly)
-	}
-	return nil
-}
 
 // New assembles a store from a hot tier, the index kept beside it, and a
 // cold tier (nil for none). The caller keeps ownership of the backends and
@@ -203,13 +170,13 @@ func New(hot Hot, index Index, cold backend.Backend, blocks *cache.Blocks, cfg C
 	if blocks == nil {
 		blocks = cache.New(0)
 	}
+	p := &parts{hot: hot, index: index, cold: cold, cache: blocks, cfg: cfg, log: cfg.Logger}
 	_, trusted := index.Reconciled()
 	return &Store{
-		indexTrusted: trusted,
-		hot:          hot, index: index, cold: cold, cache: blocks, cfg: cfg, log: cfg.Logger,
-		fetchSem: make(chan struct{}, cfg.FetchParallel),
-		inflight: map[cache.Key]*prefetchCall{},
-		syncedCh: make(chan struct{}),
+		parts: p,
+		arch:  &archiver{parts: p},
+		recon: &reconciler{parts: p, indexTrusted: trusted, syncedCh: make(chan struct{})},
+		fetch: &fetcher{parts: p, fetchSem: make(chan struct{}, cfg.FetchParallel), inflight: map[cache.Key]*prefetchCall{}},
 	}, nil
 }
 
@@ -234,67 +201,13 @@ func (s *Store) Health(ctx context.Context) error {
 	return s.cfg.Health(ctx)
 }
 
-func (s *Store) writable(op string, id segment.ID) error {
-	if s.cfg.ReadOnly {
-		return fmt.Errorf("%s segment %d: %w", op, id, backend.ErrReadOnly)
-	}
-	return nil
-}
-
 // Stat describes a segment: the hot copy when there is one, else the cold.
 func (s *Store) Stat(ctx context.Context, id segment.ID) (segment.Info, error) {
 	info, err := s.hot.Stat(ctx, id)
 	if err == nil || !errors.Is(err, backend.ErrNotFound) {
 		return info, err
 	}
-	return s.coldStat(ctx, id)
-}
-
-// coldStat answers from the index, asking S3 only while the index has not
-// yet been reconciled with a full listing.
-func (s *Store) coldStat(ctx context.Context, id segment.ID) (segment.Info, error) {
-	notFound := fmt.Errorf("segment %d: %w", id, backend.ErrNotFound)
-	if s.cold == nil {
-		return segment.Info{}, notFound
-	}
-	rec, err := s.index.Record(id)
-	if err != nil {
-		return segment.Info{}, err
-	}
-	switch {
-	case rec.Cold != nil && rec.Cold.Unresolved:
-		return s.resolve(ctx, *rec.Cold)
-	case rec.Cold != nil:
-		return *rec.Cold, nil
-	case rec.Tomb != nil, s.indexAuthoritative():
-		return segment.Info{}, notFound
-	}
-	info, err := s.cold.Stat(ctx, id)
-	if err != nil {
-		return segment.Info{}, err
-	}
-	// Learn it, unless the record changed while S3 was asked.
-	s.update(id, func(r *backend.Record) error {
-		if r.Change == rec.Change && r.Cold == nil && r.Tomb == nil {
-			r.Cold = &info
-		}
-		return nil
-	})
-	return info, nil
-}
-
-// indexAuthoritative reports whether a miss in the index means the bucket
-// has no such object (the index has been reconciled with a listing, in this
-// process or an earlier one).
-func (s *Store) indexAuthoritative() bool { return s.synced.Load() || s.indexTrusted }
-
-// update is one transition of one record (see local.Index.Update).
-func (s *Store) update(id segment.ID, fn func(r *backend.Record) error) (backend.Record, error) {
-	recs, err := s.index.Update([]segment.ID{id}, func(rs []*backend.Record) error { return fn(rs[0]) })
-	if err != nil {
-		return backend.Record{}, err
-	}
-	return recs[0], nil
+	return s.recon.lookup(ctx, id)
 }
 
 // List calls fn for every segment of both tiers, ascending by id, a segment
@@ -302,10 +215,10 @@ func (s *Store) update(id segment.ID, fn func(r *backend.Record) error) (backend
 func (s *Store) List(ctx context.Context, fn func(segment.Info) error) error {
 	hot := pull(func(yield func(segment.Info) error) error { return s.hot.List(ctx, yield) })
 	defer hot.stop()
-	if s.cold != nil && !s.synced.Load() && !s.cfg.BackgroundSync {
+	if s.cold != nil && !s.recon.synced.Load() && !s.cfg.BackgroundSync {
 		// First listing of this process: learn the bucket now. If S3 is
 		// down, list what the index knows rather than fail.
-		if err := s.reconcileOnce(ctx); err != nil {
+		if err := s.recon.reconcileOnce(ctx); err != nil {
 			s.log.Warn("listing from the index: the bucket could not be listed", "op", "list", "err", err)
 		}
 	}
@@ -384,7 +297,7 @@ func (s *Store) Put(ctx context.Context, id segment.ID, r io.Reader, size int64,
 // come, so little is left to do when the producer finishes; nothing is
 // visible before then, and a Read error stores nothing.
 func (s *Store) PutStream(ctx context.Context, id segment.ID, r io.Reader, mtime func() time.Time) (segment.Info, error) {
-	rr := &roomReader{r: r, room: func(n int64) error { return s.waitForRoom(ctx, id, n) }}
+	rr := &roomReader{r: r, room: func(n int64) error { return s.arch.waitForRoom(ctx, id, n) }}
 	return s.put(ctx, id, rr, -1, func(lr io.Reader) (segment.Info, error) {
 		return s.hot.PutStream(ctx, id, lr, mtime)
 	})
@@ -423,7 +336,7 @@ func (s *Store) put(ctx context.Context, id segment.ID, r io.Reader, size int64,
 	if size > s.cfg.MaxSegmentBytes {
 		return segment.Info{}, fmt.Errorf("put segment %d: %d bytes: %w (max %d)", id, size, backend.ErrTooLarge, s.cfg.MaxSegmentBytes)
 	}
-	if err := s.waitForRoom(ctx, id, size); err != nil {
+	if err := s.arch.waitForRoom(ctx, id, size); err != nil {
 		return segment.Info{}, err
 	}
 	lr := &limitReader{r: r, left: s.cfg.MaxSegmentBytes}
@@ -434,64 +347,14 @@ func (s *Store) put(ctx context.Context, id segment.ID, r io.Reader, size int64,
 	if err != nil {
 		return segment.Info{}, err
 	}
-	s.touch(id)
+	s.arch.touch(id)
 	if s.cfg.WriteThrough {
-		if err := s.archive(ctx, id, info.Version); err != nil {
+		if err := s.arch.archive(ctx, id, info.Version); err != nil {
 			return info, fmt.Errorf("put segment %d: %w: %w", id, ErrNotWrittenThrough, err)
 		}
 		return s.Stat(ctx, id)
 	}
 	return info, nil
-}
-
-// waitForRoom holds a write while the hot tier is over its budget and the
-// archiver can make room: it archives the least recently used segments and
-// retries until FullWait. With the cold tier unreachable as well it fails
-// at once with ErrNoSpace (ENOSPC on the mount); nothing stored is touched.
-func (s *Store) waitForRoom(ctx context.Context, id segment.ID, size int64) error {
-	if s.cold == nil || s.cfg.WriteThrough {
-		return nil
-	}
-	need := max(size, 0)
-	deadline := time.Now().Add(s.cfg.FullWait)
-	for {
-		used := s.hot.Usage()
-		if used+need <= s.cfg.HotMaxBytes || used == 0 {
-			return nil
-		}
-		s.making.Do("room", func() (any, error) { return s.archivePass(ctx, need), nil })
-		if s.hot.Usage()+need <= s.cfg.HotMaxBytes {
-			return nil
-		}
-		var why error
-		if p := s.lastArchiveErr.Load(); p != nil && backend.IsTransient(*p) {
-			why = *p
-		} else if time.Now().After(deadline) {
-			why = fmt.Errorf("archiving did not free enough within %v", s.cfg.FullWait)
-		}
-		if why != nil {
-			err := fmt.Errorf("put segment %d: %w: hot tier full (%d of %d bytes, %d more needed) and the cold tier cannot take more: %v",
-				id, backend.ErrNoSpace, s.hot.Usage(), s.cfg.HotMaxBytes, need, why)
-			s.log.Error("write refused: hot tier full", "op", "put", "segment", id, "err", err)
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// touch records a use of a hot segment for the LRU order.
-func (s *Store) touch(id segment.ID) { s.lastUse.Store(id, time.Now()) }
-
-// lastUsed is when id was last used here, else when it was written.
-func (s *Store) lastUsed(i segment.Info) time.Time {
-	if v, ok := s.lastUse.Load(i.ID); ok {
-		return v.(time.Time)
-	}
-	return i.WrittenAt
 }
 
 // limitReader fails once more than left bytes are read.
@@ -513,7 +376,7 @@ func (l *limitReader) Read(p []byte) (int, error) {
 
 // Synced is closed once the index has been reconciled with a full listing
 // of the bucket.
-func (s *Store) Synced() <-chan struct{} { return s.syncedCh }
+func (s *Store) Synced() <-chan struct{} { return s.recon.syncedCh }
 
 // CleanSpool removes files left in the spool directory by a process that
 // died with files open for writing. Only a mount calls it, before serving:
@@ -533,4 +396,51 @@ func (s *Store) CleanSpool() (int, error) {
 		}
 	}
 	return n, nil
+}
+
+func (p *parts) coldWritable(op string, id segment.ID) error {
+	if why := p.fenced.Load(); why != nil {
+		return fmt.Errorf("%s segment %d: cold tier fenced: %v: %w", op, id, *why, backend.ErrReadOnly)
+	}
+	return nil
+}
+
+func (p *parts) writable(op string, id segment.ID) error {
+	if p.cfg.ReadOnly {
+		return fmt.Errorf("%s segment %d: %w", op, id, backend.ErrReadOnly)
+	}
+	return nil
+}
+
+// update is one transition of one record (see Index.Update).
+func (p *parts) update(id segment.ID, fn func(r *backend.Record) error) (backend.Record, error) {
+	recs, err := p.index.Update([]segment.ID{id}, func(rs []*backend.Record) error { return fn(rs[0]) })
+	if err != nil {
+		return backend.Record{}, err
+	}
+	return recs[0], nil
+}
+
+// replayLocked carries out id's pending cold delete, if it has one; the
+// caller holds id's lock, so nothing else changes the object meanwhile.
+func (p *parts) replayLocked(ctx context.Context, id segment.ID) (bool, error) {
+	rec, err := p.index.Record(id)
+	if err != nil || rec.Tomb == nil {
+		return false, err
+	}
+	if err := p.coldWritable("delete", id); err != nil {
+		return false, err
+	}
+	err = p.cold.Delete(ctx, id, *rec.Tomb)
+	if err != nil && !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrStale) {
+		return false, err
+	}
+	want := *rec.Tomb
+	_, err = p.update(id, func(r *backend.Record) error {
+		if r.Tomb != nil && *r.Tomb == want {
+			r.Tomb = nil
+		}
+		return nil
+	})
+	return err == nil, err
 }

@@ -323,9 +323,9 @@ func TestPrefetchFollowingSegments(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			s.mu.Lock()
-			n := len(s.inflight)
-			s.mu.Unlock()
+			s.fetch.mu.Lock()
+			n := len(s.fetch.inflight)
+			s.fetch.mu.Unlock()
 			if n == 0 {
 				return
 			}

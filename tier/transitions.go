@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"time"
 
 	"github.com/scribefs/scribefs/backend"
@@ -46,7 +45,7 @@ func (s *Store) Delete(ctx context.Context, id segment.ID) error {
 	switch {
 	case rec.Cold != nil:
 		version, inCold = rec.Cold.Version, true
-	case rec.Tomb != nil, s.indexAuthoritative():
+	case rec.Tomb != nil, s.recon.authoritative():
 		// Nothing, or a delete already pending that stays pending.
 	default:
 		// The index does not know the bucket yet: ask it.
@@ -89,6 +88,7 @@ func (s *Store) Delete(ctx context.Context, id segment.ID) error {
 		}
 		return nil
 	})
+	s.arch.forget(id)
 	return err
 }
 
@@ -160,7 +160,7 @@ func (s *Store) renameOnce(ctx context.Context, from, to segment.ID) error {
 			default:
 				return fmt.Errorf("rename segment %d: %w", from, err)
 			}
-		case rec.Tomb == nil && !s.indexAuthoritative():
+		case rec.Tomb == nil && !s.recon.authoritative():
 			// The bucket may hold an older object the index has not
 			// learnt of yet: delete any there may be, later.
 			any := ""
@@ -261,149 +261,9 @@ func (s *Store) SetModTime(ctx context.Context, id segment.ID, mtime time.Time) 
 // hot version, checks what the server stored, and then, in one transition,
 // records the object in the index and drops the hot copy, only if that
 // version is still the current one. A segment already cold is left alone.
-func (s *Store) Archive(ctx context.Context, id segment.ID) error { return s.archive(ctx, id, "") }
-
-// archive is Archive of hot version only ("" for the current one); a
-// version that is no longer current needs no upload (its successor's
-// writer or the archiver uploads that).
-func (s *Store) archive(ctx context.Context, id segment.ID, only string) error {
-	if s.cold == nil {
-		return fmt.Errorf("archive segment %d: no cold tier configured", id)
-	}
-	if err := s.writable("archive", id); err != nil {
-		return err
-	}
-	if err := s.coldWritable("archive", id); err != nil {
-		return err
-	}
-	if err := s.locks.lock(ctx, id); err != nil {
-		return err
-	}
-	defer s.locks.unlock(id)
-	rec, err := s.index.Record(id)
-	if err != nil {
-		return err
-	}
-	switch {
-	case rec.Hot == nil && rec.Cold != nil:
-		return nil // already cold
-	case rec.Hot == nil:
-		return fmt.Errorf("archive segment %d: %w", id, backend.ErrNotFound)
-	case only != "" && rec.Hot.Version != only:
-		return nil // superseded
-	}
-	hot := *rec.Hot
-	r, err := s.hot.Get(ctx, id, backend.GetOptions{Length: -1, Version: hot.Version})
-	if errors.Is(err, backend.ErrStale) || errors.Is(err, backend.ErrNotFound) {
-		return nil // overwritten or deleted since the record was read
-	}
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	if err := s.coldWritable("archive", id); err != nil {
-		return err
-	}
-	stored, err := s.cold.Put(ctx, id, r, backend.PutOptions{Size: hot.Size, ModTime: hot.ModTime, Sums: hot.Sums})
-	if err != nil {
-		s.stats.ArchiveErrors.Add(1)
-		return fmt.Errorf("archive segment %d: %w", id, err)
-	}
-	if stored.Size != hot.Size {
-		s.stats.ArchiveErrors.Add(1)
-		return fmt.Errorf("archive segment %d: cold tier stored %d bytes, expected %d", id, stored.Size, hot.Size)
-	}
-	stored.Sums, stored.ModTime, stored.WrittenAt = hot.Sums, hot.ModTime, hot.WrittenAt
-	stored.Tier = segment.TierCold
-	garbage := false
-	_, err = s.update(id, func(r *backend.Record) error {
-		// Whatever happened meanwhile, the bucket now holds what was just
-		// uploaded under this id: any older object is replaced, so a
-		// pending delete of it is done.
-		r.Tomb = nil
-		switch {
-		case r.Hot != nil && r.Hot.Version == hot.Version:
-			c := stored
-			c.ModTime = r.Hot.ModTime // a touch during the upload
-			r.Cold, r.Hot = &c, nil
-		case r.Hot != nil:
-			// Overwritten during the upload: the object is an older
-			// version, masked by the hot one until that is archived.
-			c := stored
-			r.Cold = &c
-		default:
-			// Deleted or renamed away during the upload: the object is
-			// garbage, never to be indexed.
-			v := stored.Version
-			r.Cold, r.Tomb, garbage = nil, &v, true
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if garbage {
-		if _, err := s.replayLocked(ctx, id); err != nil {
-			s.log.Warn("deleting an upload that lost its segment deferred", "op", "archive", "segment", id, "err", err)
-		}
-		return nil
-	}
-	s.stats.Archived.Add(1)
-	return nil
-}
+func (s *Store) Archive(ctx context.Context, id segment.ID) error { return s.arch.archive(ctx, id, "") }
 
 // ReplayTombstones carries out deletes recorded while S3 was unavailable,
 // each under its segment's lock and only while the tombstone is still the
-// record's state.
-func (s *Store) ReplayTombstones(ctx context.Context) (done int, err error) {
-	if s.cold == nil || s.cfg.ReadOnly || s.fenced.Load() != nil {
-		return 0, nil
-	}
-	tombs, err := s.index.Tombstones()
-	if err != nil {
-		return 0, err
-	}
-	ids := make([]segment.ID, 0, len(tombs))
-	for id := range tombs {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
-	for _, id := range ids {
-		if err := s.locks.lock(ctx, id); err != nil {
-			return done, err
-		}
-		ok, err := s.replayLocked(ctx, id)
-		s.locks.unlock(id)
-		if err != nil {
-			return done, err
-		}
-		if ok {
-			done++
-		}
-	}
-	return done, nil
-}
-
-// replayLocked carries out id's pending cold delete, if it has one; the
-// caller holds id's lock, so nothing else changes the object meanwhile.
-func (s *Store) replayLocked(ctx context.Context, id segment.ID) (bool, error) {
-	rec, err := s.index.Record(id)
-	if err != nil || rec.Tomb == nil {
-		return false, err
-	}
-	if err := s.coldWritable("delete", id); err != nil {
-		return false, err
-	}
-	err = s.cold.Delete(ctx, id, *rec.Tomb)
-	if err != nil && !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrStale) {
-		return false, err
-	}
-	want := *rec.Tomb
-	_, err = s.update(id, func(r *backend.Record) error {
-		if r.Tomb != nil && *r.Tomb == want {
-			r.Tomb = nil
-		}
-		return nil
-	})
-	return err == nil, err
-}
+// record's state. It returns how many it carried out.
+func (s *Store) ReplayTombstones(ctx context.Context) (int, error) { return s.recon.replay(ctx) }

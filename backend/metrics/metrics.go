@@ -20,7 +20,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"io"
 	"time"
 
@@ -77,35 +76,10 @@ func New(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// Result names an error's kind for a label: "ok", or the backend sentinel it
-// wraps. The set is small and fixed, so labels never carry messages.
-func Result(err error) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, backend.ErrNotFound):
-		return "not_found"
-	case errors.Is(err, segment.ErrChecksum):
-		return "checksum"
-	case errors.Is(err, backend.ErrUnavailable):
-		return "unavailable"
-	case errors.Is(err, backend.ErrStale):
-		return "stale"
-	case errors.Is(err, backend.ErrPermission):
-		return "permission"
-	case errors.Is(err, backend.ErrInvalid), errors.Is(err, segment.ErrInvalidID):
-		return "invalid"
-	case errors.Is(err, backend.ErrTooLarge):
-		return "too_large"
-	case errors.Is(err, backend.ErrNoSpace):
-		return "no_space"
-	case errors.Is(err, backend.ErrReadOnly):
-		return "read_only"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return "canceled"
-	}
-	return "other"
-}
+// Result names an error's kind for a label (backend.Kind): "ok", or the
+// kind of sentinel it wraps. The set is small and fixed, so labels never
+// carry messages.
+func Result(err error) string { return string(backend.Kind(err)) }
 
 // ObserveOp records one operation that began at start and ended with err.
 func (m *Metrics) ObserveOp(tier, op string, start time.Time, err error) {

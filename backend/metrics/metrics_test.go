@@ -101,7 +101,7 @@ func TestResult(t *testing.T) {
 		{fmt.Errorf("segment 1: %w", backend.ErrNotFound), "not_found"},
 		{fmt.Errorf("x: %w", backend.ErrUnavailable), "unavailable"},
 		{fmt.Errorf("x: %w", segment.ErrChecksum), "checksum"},
-		{context.DeadlineExceeded, "canceled"},
+		{context.DeadlineExceeded, "deadline"},
 		{errors.New("something secret-looking"), "other"},
 	} {
 		if got := Result(c.err); got != c.want {

@@ -160,18 +160,17 @@ func parseID(s string) (segment.ID, error) {
 	return id, nil
 }
 
-// segErr words an error for the user: "segment 123: not found".
+// segErr words an error for the user: "segment 123: not found". Errors of
+// a known kind come from the store, which names the segment already;
+// others (the socket, the file system) get it in front.
 func segErr(id segment.ID, err error) error {
-	switch {
-	case errors.Is(err, backend.ErrNotFound):
+	switch backend.Kind(err) {
+	case backend.KindNotFound:
 		return fmt.Errorf("segment %d: not found", id)
-	case errors.Is(err, backend.ErrTooLarge):
-		return fmt.Errorf("segment %d: %v", id, err)
+	case backend.KindOther:
+		return fmt.Errorf("segment %d: %w", id, err)
 	}
-	if strings.Contains(err.Error(), fmt.Sprintf("segment %d", id)) {
-		return err
-	}
-	return fmt.Errorf("segment %d: %w", id, err)
+	return err
 }
 
 func putCommand() *cli.Command {

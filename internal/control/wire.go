@@ -1,7 +1,6 @@
 package control
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -57,30 +56,30 @@ type wireError struct {
 	Message string `json:"message"`
 }
 
-var kinds = []struct {
-	name   string
-	err    error
-	status int
-}{
-	{"not_found", backend.ErrNotFound, http.StatusNotFound},
-	{"unavailable", backend.ErrUnavailable, http.StatusServiceUnavailable},
-	{"invalid", backend.ErrInvalid, http.StatusBadRequest},
-	{"too_large", backend.ErrTooLarge, http.StatusRequestEntityTooLarge},
-	{"stale", backend.ErrStale, http.StatusPreconditionFailed},
-	{"permission", backend.ErrPermission, http.StatusForbidden},
-	{"no_space", backend.ErrNoSpace, http.StatusInsufficientStorage},
-	{"read_only", backend.ErrReadOnly, http.StatusMethodNotAllowed},
-	{"checksum", segment.ErrChecksum, http.StatusBadGateway},
-	{"invalid_id", segment.ErrInvalidID, http.StatusBadRequest},
+// statuses maps each error kind (backend.Kind) to the HTTP status of a
+// reply that carries it; the wire code is the kind's name.
+var statuses = map[backend.ErrorKind]int{
+	backend.KindNotFound:    http.StatusNotFound,
+	backend.KindUnavailable: http.StatusServiceUnavailable,
+	backend.KindInvalid:     http.StatusBadRequest,
+	backend.KindInvalidID:   http.StatusBadRequest,
+	backend.KindTooLarge:    http.StatusRequestEntityTooLarge,
+	backend.KindStale:       http.StatusPreconditionFailed,
+	backend.KindPermission:  http.StatusForbidden,
+	backend.KindNoSpace:     http.StatusInsufficientStorage,
+	backend.KindReadOnly:    http.StatusMethodNotAllowed,
+	backend.KindChecksum:    http.StatusBadGateway,
+	backend.KindCanceled:    499, // the client went away
+	backend.KindDeadline:    http.StatusGatewayTimeout,
 }
 
 func encodeError(err error) (int, wireError) {
-	for _, k := range kinds {
-		if errors.Is(err, k.err) {
-			return k.status, wireError{Kind: k.name, Message: err.Error()}
-		}
+	k := backend.Kind(err)
+	status, ok := statuses[k]
+	if !ok {
+		status = http.StatusInternalServerError
 	}
-	return http.StatusInternalServerError, wireError{Kind: "other", Message: err.Error()}
+	return status, wireError{Kind: string(k), Message: err.Error()}
 }
 
 // remoteError is an error that came over the socket.
@@ -93,10 +92,8 @@ func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.kind }
 
 func decodeError(w wireError) error {
-	for _, k := range kinds {
-		if k.name == w.Kind {
-			return &remoteError{msg: w.Message, kind: k.err}
-		}
+	if sentinel := backend.ErrorKind(w.Kind).Sentinel(); sentinel != nil {
+		return &remoteError{msg: w.Message, kind: sentinel}
 	}
 	return fmt.Errorf("%s", w.Message)
 }

@@ -63,7 +63,7 @@ func newFilesystem(store Store, opts Options, log *slog.Logger) *filesystem {
 		store:    gate,
 		gate:     gate,
 		log:      log,
-		readOnly: opts.ReadOnly,
+		readOnly: store.ReadOnly(),
 		uid:      uint32(os.Getuid()),
 		gid:      uint32(os.Getgid()),
 		ctx:      ctx,

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/backend/backendtest"
 	"github.com/scribefs/scribefs/segment"
 )
 
@@ -34,7 +35,7 @@ func TestCreateAndRead(t *testing.T) {
 
 	// Several MiB: many WRITE and READ requests, and a size that is not a
 	// multiple of anything.
-	data := randomBytes(3<<20+17, 1)
+	data := backendtest.RandomBytes(1, 3<<20+17)
 	src := mustWriteTemp(t, data)
 	mustRun(t, "cp", src, m.path("6"))
 	mustRun(t, "cmp", src, m.path("6"))
@@ -99,7 +100,7 @@ func TestDDNotruncIntoTheMiddle(t *testing.T) {
 	mustStored(t, m.store, 9, "0123XY6789")
 
 	// A big file, patched in the middle: the rest is copied unchanged.
-	data := randomBytes(2<<20, 2)
+	data := backendtest.RandomBytes(2, 2<<20)
 	m.store.put(10, data, time.Time{})
 	mustSh(t, `printf PATCH | dd of="$1" bs=1 seek=1000000 conv=notrunc status=none`, m.path("10"))
 	want := slices.Clone(data)
@@ -369,7 +370,8 @@ func TestPutFailureIsReportedByClose(t *testing.T) {
 func TestReadOnly(t *testing.T) {
 	store := newTestStore(t, 1<<30)
 	store.put(1, []byte("one"), time.Time{})
-	m := mustMount(t, store, Options{ReadOnly: true})
+	store.readOnly = true
+	m := mustMount(t, store, Options{})
 	if got := mustRun(t, "cat", m.path("1")); got != "one" {
 		t.Fatalf("cat = %q", got)
 	}
@@ -439,7 +441,7 @@ func TestReaderPinning(t *testing.T) {
 // each gets its own version, never a mix.
 func TestTwoVersionsOpen(t *testing.T) {
 	m := mustMount(t, newTestStore(t, 1<<30), Options{})
-	v1, v2 := randomBytes(4<<20, 21), randomBytes(4<<20, 22)
+	v1, v2 := backendtest.RandomBytes(21, 4<<20), backendtest.RandomBytes(22, 4<<20)
 	m.store.put(42, v1, time.Time{})
 	f1, f2 := mustWriteTemp(t, v1), mustWriteTemp(t, v2)
 	out := filepath.Join(t.TempDir(), "out")
@@ -640,7 +642,7 @@ func TestRsync(t *testing.T) {
 	files := map[string][]byte{}
 	for i, size := range []int{0, 1, 100, 4096, 1 << 20, 3<<20 + 5} {
 		name := strconv.Itoa(100 + i)
-		files[name] = randomBytes(size, uint64(i))
+		files[name] = backendtest.RandomBytes(int64(i), size)
 		if err := os.WriteFile(filepath.Join(src, name), files[name], 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -669,7 +671,7 @@ func TestTarRoundTrip(t *testing.T) {
 	m := mustMount(t, newTestStore(t, 1<<30), Options{})
 	src := t.TempDir()
 	for i := range 5 {
-		data := randomBytes(i*70000, uint64(10+i))
+		data := backendtest.RandomBytes(int64(10+i), i*70000)
 		if err := os.WriteFile(filepath.Join(src, strconv.Itoa(200+i)), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -692,7 +694,7 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			data := randomBytes(512<<10+i*1000, uint64(100+i))
+			data := backendtest.RandomBytes(int64(100+i), 512<<10+i*1000)
 			src := mustWriteTemp(t, data)
 			dst := m.path(strconv.Itoa(300 + i))
 			for round := range 3 {
@@ -709,13 +711,13 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 		t.Error(err)
 	}
 	for i := range 8 {
-		mustStored(t, m.store, segment.ID(300+i), string(randomBytes(512<<10+i*1000, uint64(100+i))))
+		mustStored(t, m.store, segment.ID(300+i), string(backendtest.RandomBytes(int64(100+i), 512<<10+i*1000)))
 	}
 }
 
 func TestMmapAndDirectIO(t *testing.T) {
 	m := mustMount(t, newTestStore(t, 1<<30), Options{})
-	data := randomBytes(1<<20+333, 7)
+	data := backendtest.RandomBytes(7, 1<<20+333)
 	m.store.put(60, data, time.Time{})
 	src := mustWriteTemp(t, data)
 
@@ -747,7 +749,7 @@ with open(sys.argv[1], 'r+b') as f:
 // by the kernel's page cache, and that changes are never hidden by it.
 func TestPageCache(t *testing.T) {
 	m := mustMount(t, newTestStore(t, 1<<30), Options{EntryTimeout: 50 * time.Millisecond, AttrTimeout: 50 * time.Millisecond})
-	data := randomBytes(2<<20, 8)
+	data := backendtest.RandomBytes(8, 2<<20)
 	m.store.put(70, data, time.Time{})
 	src := mustWriteTemp(t, data)
 
@@ -777,13 +779,16 @@ func TestPageCache(t *testing.T) {
 
 func TestMountOptions(t *testing.T) {
 	for _, tc := range []struct {
-		opts Options
-		want []string
+		opts     Options
+		readOnly bool
+		want     []string
 	}{
-		{Options{}, []string{"fuse.scribefs", "scribefs", "default_permissions", "max_read=1048576", "rw"}},
-		{Options{ReadOnly: true, AllowOther: true}, []string{"ro", "allow_other"}},
+		{Options{}, false, []string{"fuse.scribefs", "scribefs", "default_permissions", "max_read=1048576", "rw"}},
+		{Options{AllowOther: true}, true, []string{"ro", "allow_other"}},
 	} {
-		m := mustMount(t, newTestStore(t, 1<<30), tc.opts)
+		store := newTestStore(t, 1<<30)
+		store.readOnly = tc.readOnly
+		m := mustMount(t, store, tc.opts)
 		var line string
 		for l := range strings.Lines(mustRun(t, "cat", "/proc/self/mountinfo")) {
 			if strings.Contains(l, " "+m.mnt+" ") {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -300,16 +299,6 @@ func (h *heldShell) send(line string) {
 func (h *heldShell) wait() error {
 	h.in.Close()
 	return h.cmd.Wait()
-}
-
-// randomBytes returns n reproducible pseudo-random bytes.
-func randomBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
 }
 
 // mustWriteTemp writes data to a new file outside the mount.

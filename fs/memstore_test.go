@@ -29,6 +29,7 @@ type memStore struct {
 
 	readAts atomic.Int64 // ReadAt calls on readers: data fetched
 
+	readOnly  bool                  // set before mounting
 	failPut   atomic.Pointer[error] // when set, Put fails with it
 	streaming atomic.Int64          // PutStream calls in progress
 }
@@ -250,6 +251,8 @@ func (s *memStore) SetModTime(ctx context.Context, id segment.ID, mtime time.Tim
 
 func (s *memStore) MaxSegmentBytes() int64 { return s.max }
 func (s *memStore) SpoolDir() string       { return s.spoolDir }
+
+func (s *memStore) ReadOnly() bool { return s.readOnly }
 
 func (s *memStore) Space() (total, free uint64, err error) {
 	return 10 << 30, 4 << 30, nil

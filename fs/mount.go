@@ -22,8 +22,6 @@ import (
 // Options configure a mount. The zero value is a private, read-write mount
 // with one-second kernel caches.
 type Options struct {
-	// ReadOnly mounts read-only: every change fails with EROFS.
-	ReadOnly bool
 	// AllowOther lets users other than the one mounting access the files
 	// (fuse option allow_other; non-root users need user_allow_other in
 	// /etc/fuse.conf). Permissions are then enforced by the kernel from the
@@ -130,7 +128,7 @@ func Mount(mountpoint string, store Store, opts Options) (*Server, error) {
 		Debug:   opts.Debug,
 		Logger:  slog.NewLogLogger(log.Handler(), slog.LevelInfo),
 	}
-	if opts.ReadOnly {
+	if store.ReadOnly() {
 		mo.Options = append(mo.Options, "ro")
 	}
 	gopts := &gofs.Options{

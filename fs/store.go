@@ -9,7 +9,7 @@ import (
 )
 
 // Store is everything the filesystem needs of the segment store. The tiered
-// store (segment/tier) implements it; tests may use a small in-memory one.
+// store (package tier) implements it; tests may use a small in-memory one.
 // Errors are the sentinel errors of package backend (and segment.ErrChecksum),
 // possibly wrapped; toErrno turns them into errnos in one place.
 type Store interface {
@@ -42,6 +42,10 @@ type Store interface {
 	SpoolDir() string
 	// Space reports the capacity and free bytes for statfs.
 	Space() (total, free uint64, err error)
+	// ReadOnly reports whether the store refuses every change. The store
+	// is the one place read-only is decided: the mount follows it (the
+	// kernel is told "ro", and every change answers EROFS at once).
+	ReadOnly() bool
 }
 
 // Reader reads one pinned version of a segment.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scribefs/scribefs/backend/backendtest"
 	"github.com/scribefs/scribefs/internal/miniotest"
 )
 
@@ -18,7 +19,7 @@ func TestCLIRoundTrips(t *testing.T) {
 	e := newEnv(t, "")
 	sizes := map[uint64]int{10: 0, 11: 1 << 20, 12: 20 << 20}
 	for id, n := range sizes {
-		data := randomBytes(int64(id), n)
+		data := backendtest.RandomBytes(int64(id), n)
 		f := filepath.Join(e.dir, "in"+strconv.FormatUint(id, 10))
 		mustWriteFile(t, f, data)
 		e.mustRun(nil, "put", strconv.FormatUint(id, 10), f)
@@ -28,7 +29,7 @@ func TestCLIRoundTrips(t *testing.T) {
 	for id, n := range sizes {
 		for _, sid := range []uint64{id, id + 100} {
 			got := e.mustRun(nil, "get", strconv.FormatUint(sid, 10))
-			if !bytes.Equal([]byte(got), randomBytes(int64(id), n)) {
+			if !bytes.Equal([]byte(got), backendtest.RandomBytes(int64(id), n)) {
 				t.Fatalf("get %d: %d bytes differ from the %d put", sid, len(got), n)
 			}
 		}
@@ -59,15 +60,15 @@ func TestCLIRoundTrips(t *testing.T) {
 		t.Fatal("stat after archive does not say cold")
 	}
 	obj, err := e.objectBytes(12)
-	if err != nil || !bytes.Equal(obj, randomBytes(12, 20<<20)) {
+	if err != nil || !bytes.Equal(obj, backendtest.RandomBytes(12, 20<<20)) {
 		t.Fatalf("S3 object of segment 12: %d bytes, err %v", len(obj), err)
 	}
-	if got := e.mustRun(nil, "get", "12"); got != string(randomBytes(12, 20<<20)) {
+	if got := e.mustRun(nil, "get", "12"); got != string(backendtest.RandomBytes(12, 20<<20)) {
 		t.Fatal("get of archived segment differs")
 	}
 	out := filepath.Join(e.dir, "out12")
 	e.mustRun(nil, "get", "12", out)
-	if b, _ := os.ReadFile(out); !bytes.Equal(b, randomBytes(12, 20<<20)) {
+	if b, _ := os.ReadFile(out); !bytes.Equal(b, backendtest.RandomBytes(12, 20<<20)) {
 		t.Fatal("get to file differs")
 	}
 	if !strings.Contains(e.mustRun(nil, "ls", "-l"), "12 20971520 ") {

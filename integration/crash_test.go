@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scribefs/scribefs/backend/backendtest"
 )
 
 // TestCrashConsistency runs rounds of: writers store segments through the
@@ -37,7 +39,7 @@ func TestCrashConsistency(t *testing.T) {
 					id := int(next.Add(1))
 					seed := int64(id*7919 + round)
 					src := filepath.Join(e.dir, fmt.Sprintf("w%d", w))
-					os.WriteFile(src, randomBytes(seed, sizeFor(seed)), 0o644)
+					os.WriteFile(src, backendtest.RandomBytes(seed, sizeFor(seed)), 0o644)
 					// cp returns only after close(); its exit status 0 is the ack.
 					if _, err := shErr(m.Segs(), fmt.Sprintf("cp %s %d", src, id)); err == nil {
 						mu.Lock()
@@ -59,7 +61,7 @@ func TestCrashConsistency(t *testing.T) {
 		t.Fatalf("only %d segments acknowledged in %d rounds", len(recorded), rounds)
 	}
 	for id, seed := range recorded {
-		want := randomBytes(seed, sizeFor(seed))
+		want := backendtest.RandomBytes(seed, sizeFor(seed))
 		got, err := os.ReadFile(m.path(uint64(id)))
 		if err != nil {
 			t.Fatalf("segment %d acknowledged before the crash: %v", id, err)
@@ -91,7 +93,7 @@ func TestCrashConsistency(t *testing.T) {
 			t.Fatalf("segment %s has a size no writer wrote: a partial segment", ent.Name())
 		}
 		got, _ := os.ReadFile(filepath.Join(m.Segs(), ent.Name()))
-		if string(got) != string(randomBytes(seed, sizeFor(seed))) {
+		if string(got) != string(backendtest.RandomBytes(seed, sizeFor(seed))) {
 			t.Fatalf("unacknowledged segment %s is not a complete version", ent.Name())
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scribefs/scribefs/backend/backendtest"
 	"github.com/scribefs/scribefs/internal/faultproxy"
 )
 
@@ -117,11 +118,11 @@ func TestFaultTransientThroughMount(t *testing.T) {
 	srcs := map[uint64]string{}
 	for i := range faults {
 		id := uint64(100 + i)
-		srcs[id] = e.mustColdSegment(id, randomBytes(int64(id), 3<<20+int(id)))
+		srcs[id] = e.mustColdSegment(id, backendtest.RandomBytes(int64(id), 3<<20+int(id)))
 	}
 	exhaust := []uint64{200, 201, 202}
 	for _, id := range exhaust {
-		srcs[id] = e.mustColdSegment(id, randomBytes(int64(id), 2<<20))
+		srcs[id] = e.mustColdSegment(id, backendtest.RandomBytes(int64(id), 2<<20))
 	}
 	m := e.mount()
 	pid := m.cmd.Process.Pid
@@ -182,7 +183,7 @@ func TestFaultTransientThroughMount(t *testing.T) {
 
 	// corrupted bytes: never returned, and the bad block is not cached
 	id := exhaust[2] + 1
-	srcs[id] = e.mustColdSegmentVia(m, id, randomBytes(int64(id), 2<<20))
+	srcs[id] = e.mustColdSegmentVia(m, id, backendtest.RandomBytes(int64(id), 2<<20))
 	p.ResetStats()
 	p.Set(faultproxy.Fault{Kind: faultproxy.Corrupt, Method: "GET", PathContains: objName(id), After: 777})
 	out, err := shErr(m.Segs(), fmt.Sprintf("cat %d > /dev/null", id))

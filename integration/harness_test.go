@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,12 +192,6 @@ func (e *env) objectBytes(id uint64) ([]byte, error) {
 func (e *env) objectExists(id uint64) bool {
 	_, err := e.s3().HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(objectKey(id))})
 	return err == nil
-}
-
-func randomBytes(seed int64, n int) []byte {
-	b := make([]byte, n)
-	rand.New(rand.NewSource(seed)).Read(b)
-	return b
 }
 
 func mustWriteFile(t *testing.T, path string, data []byte) {

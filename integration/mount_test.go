@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scribefs/scribefs/backend/backendtest"
 )
 
 // TestMountTools drives a mount with the tools users point at it.
@@ -21,7 +23,7 @@ func TestMountTools(t *testing.T) {
 
 	// cp of a 200 MB file, compared byte for byte
 	big := filepath.Join(src, "200")
-	mustWriteFile(t, big, randomBytes(200, 200_000_000))
+	mustWriteFile(t, big, backendtest.RandomBytes(200, 200_000_000))
 	sh(t, segs, "cp "+big+" 200 && cmp "+big+" 200")
 	if out := sh(t, segs, "stat -c %s 200"); strings.TrimSpace(out) != "200000000" {
 		t.Fatalf("stat size %q", out)
@@ -87,7 +89,7 @@ func TestMountTools(t *testing.T) {
 	tree := filepath.Join(e.dir, "tree")
 	os.MkdirAll(tree, 0o755)
 	for i := 100; i < 120; i++ {
-		mustWriteFile(t, filepath.Join(tree, strconv.Itoa(i)), randomBytes(int64(i), i*1000))
+		mustWriteFile(t, filepath.Join(tree, strconv.Itoa(i)), backendtest.RandomBytes(int64(i), i*1000))
 		os.Chtimes(filepath.Join(tree, strconv.Itoa(i)), time.Unix(1600000000+int64(i), 0), time.Unix(1600000000+int64(i), 0))
 	}
 	sh(t, e.dir, "rsync -a tree/ "+segs+"/")
@@ -105,7 +107,7 @@ func TestMountTools(t *testing.T) {
 	tarDir := filepath.Join(e.dir, "tarsrc")
 	os.MkdirAll(tarDir, 0o755)
 	for i := 500; i < 505; i++ {
-		mustWriteFile(t, filepath.Join(tarDir, strconv.Itoa(i)), randomBytes(int64(i), 3000+i))
+		mustWriteFile(t, filepath.Join(tarDir, strconv.Itoa(i)), backendtest.RandomBytes(int64(i), 3000+i))
 	}
 	sh(t, e.dir, "tar -C tarsrc -cf in.tar . && tar -C "+segs+" -xf in.tar && for f in tarsrc/*; do cmp $f "+segs+"/$(basename $f); done")
 
@@ -143,7 +145,7 @@ func TestMountConcurrent(t *testing.T) {
 			for i := 0; i < 5; i++ {
 				id := 1000 + w*100 + i
 				src := filepath.Join(e.dir, fmt.Sprintf("c%d", id))
-				os.WriteFile(src, randomBytes(int64(id), 100_000+w*300_000), 0o644)
+				os.WriteFile(src, backendtest.RandomBytes(int64(id), 100_000+w*300_000), 0o644)
 				if out, err := shErr(m.Segs(), fmt.Sprintf("cp %s %d && cmp %s %d && cat %d > /dev/null", src, id, src, id, id)); err != nil {
 					errs <- fmt.Errorf("writer %d: %v: %s", w, err, out)
 					return
@@ -178,7 +180,7 @@ func TestMountConcurrent(t *testing.T) {
 // range of a large one.
 func TestSecondHostReadOnly(t *testing.T) {
 	e := newEnv(t, "")
-	large := randomBytes(77, 64<<20)
+	large := backendtest.RandomBytes(77, 64<<20)
 	mustWriteFile(t, filepath.Join(e.dir, "large"), large)
 	e.mustRun(nil, "put", "77", filepath.Join(e.dir, "large"))
 	e.mustRun(strings.NewReader("small archived"), "put", "78")

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/scribefs/scribefs/backend/backendtest"
 	"github.com/scribefs/scribefs/internal/miniotest"
 )
 
@@ -70,7 +71,7 @@ func TestOpsMetricsLogsStatus(t *testing.T) {
 	addr := freeAddr(t)
 	m := e.mount("--metrics-addr", addr, "--log-format", "json", "--log-level", "debug")
 	src := filepath.Join(e.dir, "src")
-	mustWriteFile(t, src, randomBytes(1, 3<<20))
+	mustWriteFile(t, src, backendtest.RandomBytes(1, 3<<20))
 	sh(t, m.Segs(), "cp "+src+" 1 && cp "+src+" 2 && printf small > 3 && cat 1 3 >/dev/null")
 	e.mustRun(nil, "archive", "1")
 	sh(t, m.Segs(), "cat 1 >/dev/null && rm 3 && ! cat 3 2>/dev/null")
@@ -205,7 +206,7 @@ func TestImportExport(t *testing.T) {
 	mtime := time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
 	for id := 1; id <= 12; id++ {
 		p := filepath.Join(in, strconv.Itoa(id))
-		mustWriteFile(t, p, randomBytes(int64(id), id*100_000))
+		mustWriteFile(t, p, backendtest.RandomBytes(int64(id), id*100_000))
 		os.Chtimes(p, mtime, mtime.Add(time.Duration(id)*time.Hour))
 	}
 	mustWriteFile(t, filepath.Join(in, "notes.txt"), []byte("x"))
@@ -222,7 +223,7 @@ func TestImportExport(t *testing.T) {
 	for id := 1; id <= 12; id++ {
 		p := filepath.Join(out, strconv.Itoa(id))
 		got, err := os.ReadFile(p)
-		if err != nil || string(got) != string(randomBytes(int64(id), id*100_000)) {
+		if err != nil || string(got) != string(backendtest.RandomBytes(int64(id), id*100_000)) {
 			t.Fatalf("exported %d: %d bytes, %v", id, len(got), err)
 		}
 		st, _ := os.Stat(p)

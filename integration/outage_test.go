@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/scribefs/scribefs/backend/backendtest"
 	"github.com/scribefs/scribefs/internal/faultproxy"
 )
 
@@ -28,7 +29,7 @@ import (
 func TestOutage30sMixedLoad(t *testing.T) {
 	const outage = 30 * time.Second
 	e := newEnv(t, "archive_after_secs = 2\ncheck_interval_secs = 1\n")
-	cold := map[uint64][]byte{1: randomBytes(1, 2<<20), 2: randomBytes(2, 1<<20), 3: randomBytes(3, 3<<20)}
+	cold := map[uint64][]byte{1: backendtest.RandomBytes(1, 2<<20), 2: backendtest.RandomBytes(2, 1<<20), 3: backendtest.RandomBytes(3, 3<<20)}
 	for id, d := range cold {
 		e.mustColdSegment(id, d)
 	}
@@ -58,7 +59,7 @@ func TestOutage30sMixedLoad(t *testing.T) {
 				}
 				id := uint64(1000 + w*10000 + i)
 				seed := int64(id)
-				os.WriteFile(src, randomBytes(seed, 64<<10+int(id%5)*100_000), 0o644)
+				os.WriteFile(src, backendtest.RandomBytes(seed, 64<<10+int(id%5)*100_000), 0o644)
 				if out, err := shErr(m.Segs(), fmt.Sprintf("cp %s %d", src, id)); err != nil {
 					mu.Lock()
 					writeFail++
@@ -96,7 +97,7 @@ func TestOutage30sMixedLoad(t *testing.T) {
 			mu.Unlock()
 			if id != 0 {
 				got, err := os.ReadFile(m.path(id))
-				if err != nil || !bytes.Equal(got, randomBytes(seed, 64<<10+int(id%5)*100_000)) {
+				if err != nil || !bytes.Equal(got, backendtest.RandomBytes(seed, 64<<10+int(id%5)*100_000)) {
 					mu.Lock()
 					hotFail++
 					mu.Unlock()
@@ -204,7 +205,7 @@ func TestOutage30sMixedLoad(t *testing.T) {
 	m2 := e.mount()
 	for id, seed := range acked {
 		got, err := os.ReadFile(m2.path(id))
-		if err != nil || !bytes.Equal(got, randomBytes(seed, 64<<10+int(id%5)*100_000)) {
+		if err != nil || !bytes.Equal(got, backendtest.RandomBytes(seed, 64<<10+int(id%5)*100_000)) {
 			t.Fatalf("segment %d acknowledged during the outage: %v", id, err)
 		}
 	}
@@ -241,7 +242,7 @@ func TestOutageKillDuringArchive(t *testing.T) {
 	e.writeConfig(strings.Replace(string(cfg), "archive_after_secs = 86400\ncheck_interval_secs = 3600", "archive_after_secs = 1\ncheck_interval_secs = 1", 1))
 	sizes := map[uint64]int{1: 40 << 20, 2: 33<<20 + 5, 3: 24 << 20, 4: 3 << 20}
 	for id, n := range sizes {
-		mustWriteFile(t, e.srcPath(id), randomBytes(int64(id), n))
+		mustWriteFile(t, e.srcPath(id), backendtest.RandomBytes(int64(id), n))
 		e.mustRun(nil, "put", strconv.FormatUint(id, 10), e.srcPath(id))
 	}
 	// parts crawl: each part upload waits 3 s before reaching MinIO
@@ -285,7 +286,7 @@ func TestOutageKillDuringArchive(t *testing.T) {
 	}
 	for id, n := range sizes {
 		got, err := e.objectBytes(id)
-		if err != nil || !bytes.Equal(got, randomBytes(int64(id), n)) {
+		if err != nil || !bytes.Equal(got, backendtest.RandomBytes(int64(id), n)) {
 			t.Fatalf("object %d after archival completed: %d bytes, %v", id, len(got), err)
 		}
 	}
@@ -313,7 +314,7 @@ func TestOutageKillDuringDelete(t *testing.T) {
 	e, p := newProxyEnv(t, 5, "")
 	const n = 12
 	for id := uint64(1); id <= n; id++ {
-		e.mustColdSegment(id, randomBytes(int64(id), 300_000+int(id)))
+		e.mustColdSegment(id, backendtest.RandomBytes(int64(id), 300_000+int(id)))
 	}
 	m := e.mount()
 	p.Set(faultproxy.Fault{Kind: faultproxy.Latency, Method: "DELETE", Delay: 1500 * time.Millisecond})
@@ -352,7 +353,7 @@ func TestOutageKillDuringDelete(t *testing.T) {
 			if done[id] {
 				t.Fatalf("segment %d: rm returned success before the kill, and it is back", id)
 			}
-			if !bytes.Equal(got, randomBytes(int64(id), 300_000+int(id))) {
+			if !bytes.Equal(got, backendtest.RandomBytes(int64(id), 300_000+int(id))) {
 				t.Fatalf("segment %d: %d bytes, not the whole segment", id, len(got))
 			}
 			whole++

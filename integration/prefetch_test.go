@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/scribefs/scribefs/backend/backendtest"
 )
 
 // TestPrefetchFollowingSegments: through a real mount on MinIO, cat of two
@@ -15,7 +17,7 @@ func TestPrefetchFollowingSegments(t *testing.T) {
 	e, p := newProxyEnv(t, 5, "")
 	srcs := map[uint64]string{}
 	for id := uint64(10); id <= 16; id++ {
-		srcs[id] = e.mustColdSegment(id, randomBytes(int64(id), 64<<10+int(id)))
+		srcs[id] = e.mustColdSegment(id, backendtest.RandomBytes(int64(id), 64<<10+int(id)))
 	}
 	m := e.mount("--read-only")
 	p.ResetStats()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/scribefs/scribefs/backend/backendtest"
 )
 
 // TestWriteThrough: with archive_after_secs = 0, S3 holds the segment by the
@@ -18,7 +19,7 @@ import (
 func TestWriteThrough(t *testing.T) {
 	e := newEnv(t, "archive_after_secs = 0\n")
 	m := e.mount()
-	data := randomBytes(3, 3<<20)
+	data := backendtest.RandomBytes(3, 3<<20)
 	src := filepath.Join(e.dir, "src")
 	mustWriteFile(t, src, data)
 	sh(t, m.Segs(), "cp "+src+" 3")
@@ -103,7 +104,7 @@ func TestCorruptObjectIsEIO(t *testing.T) {
 	e := newEnv(t, "")
 	// 10 MiB: more than one fetch span, so reads are checked block by block
 	// (a segment that one fetch covers is checked whole, below).
-	data := randomBytes(9, 10<<20)
+	data := backendtest.RandomBytes(9, 10<<20)
 	mustWriteFile(t, filepath.Join(e.dir, "d"), data)
 	e.mustRun(nil, "put", "9", filepath.Join(e.dir, "d"))
 	e.mustRun(nil, "archive", "9")
@@ -136,7 +137,7 @@ func TestCorruptObjectIsEIO(t *testing.T) {
 		t.Errorf("no log line about the checksum: %s", m.logs.String())
 	}
 	// a small segment, read whole, is checked against its recorded checksum
-	small := randomBytes(10, 300<<10)
+	small := backendtest.RandomBytes(10, 300<<10)
 	mustWriteFile(t, filepath.Join(e.dir, "s"), small)
 	e.mustRun(nil, "put", "10", filepath.Join(e.dir, "s"))
 	e.mustRun(nil, "archive", "10")

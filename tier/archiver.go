@@ -79,7 +79,7 @@ func (a *archiver) waitForRoom(ctx context.Context, id segment.ID, size int64) e
 func (a *archiver) forget(id segment.ID) { a.lastUse.Delete(id) }
 
 // touch records a use of a hot segment for the LRU order.
-func (a *archiver) touch(id segment.ID) { a.lastUse.Store(id, time.Now()) }
+func (a *archiver) touch(id segment.ID) { a.lastUse.Store(id, a.cfg.Now()) }
 
 // lastUsed is when id was last used here, else when it was written.
 func (a *archiver) lastUsed(i segment.Info) time.Time {
@@ -184,7 +184,7 @@ func (a *archiver) pass(ctx context.Context, need int64) int {
 	if a.cold == nil {
 		return 0
 	}
-	now := time.Now()
+	now := a.cfg.Now()
 	var due, rest []segment.Info
 	a.hot.List(ctx, func(i segment.Info) error {
 		if now.Sub(i.WrittenAt) >= a.cfg.ArchiveAfter {

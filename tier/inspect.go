@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/scribefs/scribefs/backend"
 	"github.com/scribefs/scribefs/segment"
@@ -20,7 +19,7 @@ func (s *Store) ArchiveBacklog(ctx context.Context) (count int, bytes int64, err
 	if s.cold == nil {
 		return 0, 0, nil
 	}
-	now := time.Now()
+	now := s.cfg.Now()
 	err = s.hot.List(ctx, func(i segment.Info) error {
 		if now.Sub(i.WrittenAt) >= s.cfg.ArchiveAfter {
 			count++

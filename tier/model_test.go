@@ -37,7 +37,7 @@ import (
 )
 
 var (
-	modelSeeds  = flag.Int("model.seeds", 6, "model test: how many seeds to run")
+	modelSeeds  = flag.Int("model.seeds", 4, "model test: how many seeds to run on each hot tier")
 	modelSeed   = flag.Int64("model.seed", 0, "model test: run only this seed")
 	modelRounds = flag.Int("model.rounds", 6, "model test: rounds (quiescent checks) per seed")
 	modelOps    = flag.Int("model.ops", 60, "model test: operations per client per round")
@@ -59,20 +59,31 @@ func TestModel(t *testing.T) {
 			seeds = append(seeds, int64(i))
 		}
 	}
-	for _, seed := range seeds {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			m := newModelRun(t, seed)
-			defer func() {
-				if t.Failed() {
-					t.Logf("replay with: go test ./segment/tier -run 'TestModel' -model.seed %d", seed)
-				}
-			}()
-			for round := 0; round < *modelRounds && !t.Failed(); round++ {
-				m.round(round)
+	// The bbolt hot tier, and the in-memory one (no fsyncs: more
+	// interleavings per second, twice the seeds).
+	for _, hot := range []string{"local", "mem"} {
+		run := seeds
+		if hot == "mem" && *modelSeed == 0 {
+			run = nil
+			for i := 1; i <= 2**modelSeeds; i++ {
+				run = append(run, 1000+int64(i))
 			}
-			t.Logf("seed %d: %d operations acknowledged, %d rejected, %d background steps, %d restarts",
-				seed, m.acked.Load(), m.rejected.Load(), m.background.Load(), m.restarts)
-		})
+		}
+		for _, seed := range run {
+			t.Run(fmt.Sprintf("hot=%s/seed=%d", hot, seed), func(t *testing.T) {
+				m := newModelRun(t, seed, hot)
+				defer func() {
+					if t.Failed() {
+						t.Logf("replay with: go test ./tier -run 'TestModel/hot=%s' -model.seed %d", hot, seed)
+					}
+				}()
+				for round := 0; round < *modelRounds && !t.Failed(); round++ {
+					m.round(round)
+				}
+				t.Logf("seed %d: %d operations acknowledged, %d rejected, %d background steps, %d restarts",
+					seed, m.acked.Load(), m.rejected.Load(), m.background.Load(), m.restarts)
+			})
+		}
 	}
 }
 
@@ -82,7 +93,9 @@ type modelRun struct {
 	seed   int64
 	dir    string
 	cold   *hooked
-	hot    *local.Backend
+	kind   string // the hot tier: "local" (bbolt) or "mem"
+	hot    Hot
+	index  Index
 	s      *Store
 	cfg    Config
 	faults faults
@@ -118,9 +131,9 @@ func (f *faults) pause() {
 	}
 }
 
-func newModelRun(t *testing.T, seed int64) *modelRun {
+func newModelRun(t *testing.T, seed int64, kind string) *modelRun {
 	r := rand.New(rand.NewSource(seed))
-	m := &modelRun{t: t, seed: seed, dir: t.TempDir(), model: map[segment.ID][]byte{}}
+	m := &modelRun{t: t, seed: seed, kind: kind, dir: t.TempDir(), model: map[segment.ID][]byte{}}
 	m.faults.rnd = rand.New(rand.NewSource(seed * 7919))
 	m.cfg = Config{WriteThrough: r.Intn(3) == 0, ArchiveAfter: time.Hour, FetchSpan: 2 * segment.BlockSize,
 		ReadAhead: 4 * segment.BlockSize, PrefetchSegments: r.Intn(3)}
@@ -157,19 +170,32 @@ func newModelRun(t *testing.T, seed int64) *modelRun {
 }
 
 func (m *modelRun) open() {
-	hot, err := local.Open(filepath.Join(m.dir, "hot.db"), local.Options{})
+	switch {
+	case m.kind == "mem" && m.hot == nil:
+		b := mem.New(segment.TierHot)
+		m.hot, m.index = b, b.Index()
+	case m.kind == "mem":
+		// A restart keeps the same memory, as a file keeps its bytes.
+	default:
+		b, err := local.Open(filepath.Join(m.dir, "hot.db"), local.Options{})
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		m.hot, m.index = b, b.Index()
+	}
+	cfg := m.cfg
+	cfg.SpoolDir = filepath.Join(m.dir, "spool")
+	s, err := New(m.hot, m.index, m.cold, cache.New(8<<20), cfg)
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	s, err := New(hot, hot.Index(), m.cold, cache.New(8<<20), m.cfg)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	m.hot, m.s = hot, s
+	m.s = s
 }
 
 func (m *modelRun) restart() {
-	m.hot.Close()
+	if m.kind != "mem" {
+		m.hot.Close()
+	}
 	m.open()
 	m.restarts++
 }

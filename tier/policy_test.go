@@ -3,6 +3,7 @@ package tier
 import (
 	"bytes"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,10 +15,11 @@ import (
 // TestLRUArchival: over budget, the archiver moves the least recently used
 // segment out first, not the oldest written.
 func TestLRUArchival(t *testing.T) {
-	s, _ := mustStore(t, Config{HotMaxBytes: 3500, ArchiveAfter: time.Hour})
+	clock := newClock()
+	s, _ := mustStore(t, Config{HotMaxBytes: 3500, ArchiveAfter: time.Hour, Now: clock.now})
 	for id := segment.ID(1); id <= 3; id++ {
 		mustPut(t, s, id, make([]byte, 1000))
-		time.Sleep(5 * time.Millisecond)
+		clock.advance(time.Second)
 	}
 	// 1 is the oldest written, but was just read: 2 is least recently used.
 	r, err := s.Open(ctx, 1)
@@ -64,4 +66,46 @@ func TestFullHotTier(t *testing.T) {
 		}
 	}
 	mustPut(t, s, 4, make([]byte, 2000))
+}
+
+// TestArchiveAfterAge: the policy archives what is older than ArchiveAfter
+// by the store's clock, and nothing younger.
+func TestArchiveAfterAge(t *testing.T) {
+	clock := newClock()
+	s, _ := mustStore(t, Config{ArchiveAfter: time.Hour, Now: clock.now})
+	mustPut(t, s, 1, []byte("one"))
+	clock.advance(30 * time.Minute)
+	if n := s.ArchivePass(ctx); n != 0 {
+		t.Fatalf("archived %d segments 30 minutes after writing, want 0", n)
+	}
+	clock.advance(31 * time.Minute)
+	mustPut(t, s, 2, []byte("two")) // an hour younger by the store's clock
+	if n := s.ArchivePass(ctx); n != 1 {
+		t.Fatalf("archived %d segments, want 1", n)
+	}
+	for id, want := range map[segment.ID]segment.Tier{1: segment.TierCold, 2: segment.TierHot} {
+		if info, err := s.Stat(ctx, id); err != nil || info.Tier != want {
+			t.Fatalf("segment %d: %v (%v), want %v", id, info.Tier, err, want)
+		}
+	}
+}
+
+// clock is a settable clock for Config.Now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Now()} }
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }

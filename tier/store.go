@@ -58,6 +58,9 @@ type Config struct {
 	BackgroundSync bool
 	// ReadOnly refuses every change.
 	ReadOnly bool
+	// Now is the clock the archival policy reads: a segment's age and
+	// last use (default time.Now; tests inject one instead of sleeping).
+	Now func() time.Time
 	// Health checks the cold tier with one attempt; nil when there is none.
 	Health func(ctx context.Context) error
 	Logger *slog.Logger
@@ -97,6 +100,9 @@ func (c *Config) setDefaults(hot Hot) {
 	}
 	if c.ArchiveParallel == 0 {
 		c.ArchiveParallel = 4
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -179,6 +185,10 @@ func New(hot Hot, index Index, cold backend.Backend, blocks *cache.Blocks, cfg C
 		fetch: &fetcher{parts: p, fetchSem: make(chan struct{}, cfg.FetchParallel), inflight: map[cache.Key]*prefetchCall{}},
 	}, nil
 }
+
+// ReadOnly reports whether the store refuses every change (Config.ReadOnly):
+// the one switch the mount and the commands follow.
+func (s *Store) ReadOnly() bool { return s.cfg.ReadOnly }
 
 // HasCold reports whether a cold tier is configured.
 func (s *Store) HasCold() bool { return s.cold != nil }

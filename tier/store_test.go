@@ -82,7 +82,7 @@ func (f *faulty) List(ctx context.Context, fn func(segment.Info) error) error {
 func mustStore(t *testing.T, cfg Config) (*Store, *faulty) {
 	t.Helper()
 	dir := t.TempDir()
-	hot, err := local.Open(filepath.Join(dir, "hot.db"), local.Options{})
+	hot, err := local.Open(filepath.Join(dir, "hot.db"), local.Options{Now: cfg.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

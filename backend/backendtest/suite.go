@@ -66,16 +66,20 @@ func Run(t *testing.T, newBackend Factory, opts Options) {
 
 var ctx = context.Background()
 
-// RandomBytes returns n deterministic pseudo-random bytes.
-func RandomBytes(seed int64, n int64) []byte {
+// RandomBytes returns n deterministic pseudo-random bytes: the same seed
+// and length give the same bytes in every test of every package.
+func RandomBytes[N int | int64](seed int64, n N) []byte {
 	b := make([]byte, n)
 	rand.New(rand.NewSource(seed)).Read(b)
 	return b
 }
 
-func mustPut(t *testing.T, b backend.Backend, id segment.ID, data []byte) segment.Info {
+// MustPut stores data as segment id in b, with the checksums a writer
+// computes, and checks what Put reports; any failure ends the test. Every
+// package's tests share it.
+func MustPut(t testing.TB, b backend.Backend, id segment.ID, data []byte) segment.Info {
 	t.Helper()
-	info, err := b.Put(ctx, id, bytes.NewReader(data), backend.PutOptions{Size: int64(len(data))})
+	info, err := b.Put(ctx, id, bytes.NewReader(data), backend.PutOptions{Size: int64(len(data)), Sums: segment.Sum(data)})
 	if err != nil {
 		t.Fatalf("put %d (%d bytes): %v", id, len(data), err)
 	}
@@ -125,7 +129,7 @@ func testPutGetSizes(t *testing.T, b backend.Backend, o Options) {
 	for i, n := range []int64{0, 1, 1000, segment.BlockSize - 1, segment.BlockSize, segment.BlockSize + 1, 3*segment.BlockSize + 17, o.LargeSize} {
 		id := segment.ID(i + 1)
 		data := RandomBytes(int64(i), n)
-		mustPut(t, b, id, data)
+		MustPut(t, b, id, data)
 		mustEqual(t, fmt.Sprintf("segment of %d bytes", n), mustGet(t, b, id, backend.Whole), data)
 	}
 }
@@ -173,14 +177,14 @@ func testPutChecksumMismatch(t *testing.T, b backend.Backend, o Options) {
 	if _, err := b.Stat(ctx, 10); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("after failed put: stat err %v, want ErrNotFound", err)
 	}
-	mustPut(t, b, 10, data) // and a correct one still works
+	MustPut(t, b, 10, data) // and a correct one still works
 }
 
 func testOverwrite(t *testing.T, b backend.Backend, o Options) {
 	first := RandomBytes(1, 3*segment.BlockSize)
 	second := RandomBytes(2, 1000)
-	mustPut(t, b, 5, first)
-	mustPut(t, b, 5, second)
+	MustPut(t, b, 5, first)
+	MustPut(t, b, 5, second)
 	mustEqual(t, "after overwrite", mustGet(t, b, 5, backend.Whole), second)
 	info, err := b.Stat(ctx, 5)
 	if err != nil || info.Size != 1000 {
@@ -190,7 +194,7 @@ func testOverwrite(t *testing.T, b backend.Backend, o Options) {
 
 func testRanges(t *testing.T, b backend.Backend, o Options) {
 	data := RandomBytes(3, 2*segment.BlockSize+12345)
-	mustPut(t, b, 77, data)
+	MustPut(t, b, 77, data)
 	n := int64(len(data))
 	cases := []struct{ off, length int64 }{
 		{0, 1}, {0, 4096}, {1, 10}, {segment.BlockSize - 5, 10}, {segment.BlockSize, segment.BlockSize},
@@ -247,8 +251,8 @@ func testNotFound(t *testing.T, b backend.Backend, o Options) {
 }
 
 func testDelete(t *testing.T, b backend.Backend, o Options) {
-	mustPut(t, b, 3, RandomBytes(5, 3*segment.BlockSize))
-	mustPut(t, b, 4, RandomBytes(6, 10))
+	MustPut(t, b, 3, RandomBytes(5, 3*segment.BlockSize))
+	MustPut(t, b, 4, RandomBytes(6, 10))
 	if err := b.Delete(ctx, 3, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -262,8 +266,8 @@ func testDelete(t *testing.T, b backend.Backend, o Options) {
 }
 
 func testDeleteIfVersion(t *testing.T, b backend.Backend, o Options) {
-	v1 := mustPut(t, b, 6, []byte("one"))
-	v2 := mustPut(t, b, 6, []byte("two!"))
+	v1 := MustPut(t, b, 6, []byte("one"))
+	v2 := MustPut(t, b, 6, []byte("two!"))
 	if v1.Version == v2.Version {
 		t.Fatalf("two puts share version %q", v1.Version)
 	}
@@ -280,10 +284,10 @@ func testDeleteIfVersion(t *testing.T, b backend.Backend, o Options) {
 }
 
 func testGetVersion(t *testing.T, b backend.Backend, o Options) {
-	v1 := mustPut(t, b, 8, []byte("version one"))
+	v1 := MustPut(t, b, 8, []byte("version one"))
 	got := mustGet(t, b, 8, backend.GetOptions{Length: -1, Version: v1.Version})
 	mustEqual(t, "get with current version", got, []byte("version one"))
-	mustPut(t, b, 8, []byte("version two"))
+	MustPut(t, b, 8, []byte("version two"))
 	r, err := b.Get(ctx, 8, backend.GetOptions{Length: -1, Version: v1.Version})
 	if err == nil {
 		got, rerr := io.ReadAll(r)
@@ -317,7 +321,7 @@ func listIDs(t *testing.T, b backend.Backend) []segment.ID {
 func testList(t *testing.T, b backend.Backend, o Options) {
 	want := []segment.ID{0, 1, 2, 9, 10, 255, 256, 1 << 32, 1<<63 - 1, 1 << 63, 1<<64 - 1}
 	for i := len(want) - 1; i >= 0; i-- {
-		mustPut(t, b, want[i], []byte(want[i].String()))
+		MustPut(t, b, want[i], []byte(want[i].String()))
 	}
 	got := listIDs(t, b)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -349,7 +353,7 @@ func testList(t *testing.T, b backend.Backend, o Options) {
 
 func testListStop(t *testing.T, b backend.Backend, o Options) {
 	for i := 1; i <= 5; i++ {
-		mustPut(t, b, segment.ID(i), []byte("x"))
+		MustPut(t, b, segment.ID(i), []byte("x"))
 	}
 	stop := errors.New("stop")
 	n := 0
@@ -405,7 +409,7 @@ func testConcurrent(t *testing.T, b backend.Backend, o Options) {
 
 func testLargeRange(t *testing.T, b backend.Backend, o Options) {
 	data := RandomBytes(11, o.LargeSize)
-	mustPut(t, b, 99, data)
+	MustPut(t, b, 99, data)
 	off := o.LargeSize/2 + 123
 	mustEqual(t, "4 KiB range of a large segment", mustGet(t, b, 99, backend.GetOptions{Offset: off, Length: 4096}), data[off:off+4096])
 }
@@ -430,7 +434,7 @@ func (f *failingReader) Read(p []byte) (int, error) {
 
 func testFailedPutKeepsOld(t *testing.T, b backend.Backend, o Options) {
 	old := RandomBytes(12, 5000)
-	mustPut(t, b, 50, old)
+	MustPut(t, b, 50, old)
 	big := RandomBytes(13, o.LargeSize)
 	_, err := b.Put(ctx, 50, &failingReader{r: bytes.NewReader(big), n: o.LargeSize / 2}, backend.PutOptions{Size: o.LargeSize})
 	if err == nil {

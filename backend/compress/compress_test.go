@@ -110,15 +110,6 @@ func (r countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func mustPut(t *testing.T, b backend.Backend, id segment.ID, data []byte) segment.Info {
-	t.Helper()
-	info, err := b.Put(ctx, id, bytes.NewReader(data), backend.PutOptions{Size: int64(len(data)), Sums: segment.Sum(data)})
-	if err != nil {
-		t.Fatalf("put %d: %v", id, err)
-	}
-	return info
-}
-
 func mustRead(t *testing.T, b backend.Backend, id segment.ID, opts backend.GetOptions) []byte {
 	t.Helper()
 	r, err := b.Get(ctx, id, opts)
@@ -140,7 +131,7 @@ func TestRangedReadFetchesOnlyItsFrames(t *testing.T) {
 			b := mustNew(t, inner, mode)
 			defer b.Close()
 			data := compressible(1, 20<<20)
-			put := mustPut(t, b, 1, data)
+			put := backendtest.MustPut(t, b, 1, data)
 			if put.Size != int64(len(data)) || put.StoredSize >= put.Size/2 || put.Compression != mode.String()+"-blocks" {
 				t.Fatalf("put info: size %d stored %d compression %q", put.Size, put.StoredSize, put.Compression)
 			}
@@ -200,7 +191,7 @@ func TestCorruptFrameIsChecksumError(t *testing.T) {
 			b := mustNew(t, inner, mode)
 			defer b.Close()
 			data := compressible(2, 3*segment.BlockSize)
-			put := mustPut(t, b, 1, data)
+			put := backendtest.MustPut(t, b, 1, data)
 			l, _ := b.layouts.Get(versionKey{1, put.Version})
 			rewrite(t, inner, 1, func(raw []byte) { raw[l.offs[1]+(l.offs[2]-l.offs[1])/2] ^= 0x55 })
 			info, err := b.Stat(ctx, 1)
@@ -227,7 +218,7 @@ func TestCorruptIndexIsAnError(t *testing.T) {
 	inner := mustLocal(t)
 	b := mustNew(t, inner, Zstd)
 	defer b.Close()
-	mustPut(t, b, 1, compressible(3, 2*segment.BlockSize))
+	backendtest.MustPut(t, b, 1, compressible(3, 2*segment.BlockSize))
 	rewrite(t, inner, 1, func(raw []byte) { raw[len(raw)-footerLen-3] ^= 1 }) // in the index
 	if _, err := b.Stat(ctx, 1); !errors.Is(err, errFormat) {
 		t.Fatalf("stat with a corrupt index: %v", err)
@@ -241,7 +232,7 @@ func TestPlainObjectsPassThrough(t *testing.T) {
 	for i, n := range []int{0, 10, 59, 60, 5000, 2*segment.BlockSize + 7} {
 		id := segment.ID(i + 1)
 		data := backendtest.RandomBytes(int64(i), int64(n))
-		mustPut(t, inner, id, data) // written before compression was on
+		backendtest.MustPut(t, inner, id, data) // written before compression was on
 		info, err := b.Stat(ctx, id)
 		if err != nil {
 			t.Fatal(err)
@@ -264,7 +255,7 @@ func TestModeNoneReadsCompressed(t *testing.T) {
 	inner := mustLocal(t)
 	zb := mustNew(t, inner, Zstd)
 	data := compressible(4, segment.BlockSize+3)
-	mustPut(t, zb, 1, data)
+	backendtest.MustPut(t, zb, 1, data)
 	plain := mustNew(t, inner, None)
 	defer plain.Close()
 	info, err := plain.Stat(ctx, 1)
@@ -301,7 +292,7 @@ func TestGzipObjectIsOneGzipStream(t *testing.T) {
 	defer b.Close()
 	for i, n := range []int{0, 1000, 3*segment.BlockSize + 17} {
 		data := compressible(int64(i), n)
-		mustPut(t, b, 1, data)
+		backendtest.MustPut(t, b, 1, data)
 		raw := mustRead(t, inner, 1, backend.Whole)
 		zr, err := gzip.NewReader(bytes.NewReader(raw))
 		if err != nil {
@@ -330,7 +321,7 @@ func TestZstdObjectIsOneZstdStream(t *testing.T) {
 	defer b.Close()
 	for i, n := range []int{0, 1000, 3*segment.BlockSize + 17} {
 		data := compressible(int64(i), n)
-		mustPut(t, b, 1, data)
+		backendtest.MustPut(t, b, 1, data)
 		raw := mustRead(t, inner, 1, backend.Whole)
 		zr, err := zstd.NewReader(bytes.NewReader(raw))
 		if err != nil {
@@ -460,8 +451,8 @@ func TestWholeSmallReadIsOneGet(t *testing.T) {
 	writer := mustNew(t, local, Zstd)
 	plainWriter := mustNew(t, local, None)
 	data := compressible(5, 3*segment.BlockSize+100)
-	mustPut(t, writer, 1, data)
-	mustPut(t, plainWriter, 2, data[:70000])
+	backendtest.MustPut(t, writer, 1, data)
+	backendtest.MustPut(t, plainWriter, 2, data[:70000])
 	for _, c := range []struct {
 		id   segment.ID
 		want []byte

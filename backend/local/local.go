@@ -55,6 +55,10 @@ type Options struct {
 	// ReadOnly opens the file without write access; writes fail with
 	// backend.ErrReadOnly.
 	ReadOnly bool
+	// Now is the clock that stamps a version's write time (default
+	// time.Now): the archival policy ages segments by it, so a tiered
+	// store and its hot tier share one clock.
+	Now func() time.Time
 }
 
 // Backend is the bbolt hot tier. It implements backend.Backend, and also
@@ -64,6 +68,7 @@ type Backend struct {
 	db   *bolt.DB
 	path string
 	ro   bool
+	now  func() time.Time
 
 	// mu guards pins and usage.
 	mu    sync.Mutex
@@ -81,6 +86,9 @@ var _ backend.Backend = (*Backend)(nil)
 func Open(path string, opts Options) (*Backend, error) {
 	if opts.LockTimeout == 0 {
 		opts.LockTimeout = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -102,7 +110,7 @@ func Open(path string, opts Options) (*Backend, error) {
 		}
 		return nil, fmt.Errorf("hot tier %s: not a usable scribefs hot-tier file: %v", path, err)
 	}
-	b := &Backend{db: db, path: path, ro: opts.ReadOnly, pins: map[uint64]pinState{},
+	b := &Backend{db: db, path: path, ro: opts.ReadOnly, now: opts.Now, pins: map[uint64]pinState{},
 		gcKick: make(chan struct{}, 1), gcDone: make(chan struct{}), stop: make(chan struct{})}
 	if err := b.init(); err != nil {
 		db.Close()
@@ -521,7 +529,7 @@ func putChunks(tx *bolt.Tx, gen uint64, idx int64, batch [][]byte) error {
 // publish writes the last batch and points meta at the new generation, in
 // one transaction.
 func (b *Backend) publish(id segment.ID, gen uint64, started bool, idx int64, batch [][]byte, size int64, sums *segment.Checksums, mtime time.Time, check func(Record) error) (segment.Info, error) {
-	now := time.Now()
+	now := b.now()
 	if mtime.IsZero() {
 		mtime = now
 	}

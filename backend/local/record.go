@@ -152,8 +152,7 @@ func (x *Index) Update(ids []segment.ID, fn func(recs []*Record) error) ([]Recor
 				return err
 			}
 			before[i] = rec
-			cp := rec
-			recs[i] = &cp
+			recs[i] = deepCopy(rec)
 		}
 		if err := fn(recs); err != nil {
 			return err
@@ -215,6 +214,24 @@ func (x *Index) Update(ids []segment.ID, fn func(recs []*Record) error) ([]Recor
 		x.b.kickGC()
 	}
 	return out, nil
+}
+
+// deepCopy copies a record so that fn's changes through its pointers do
+// not reach the "before" state they are compared with.
+func deepCopy(r Record) *Record {
+	if r.Hot != nil {
+		h := *r.Hot
+		r.Hot = &h
+	}
+	if r.Cold != nil {
+		c := *r.Cold
+		r.Cold = &c
+	}
+	if r.Tomb != nil {
+		t := *r.Tomb
+		r.Tomb = &t
+	}
+	return &r
 }
 
 // writeRecord stores what differs between old and new; dirty reports

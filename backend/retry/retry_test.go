@@ -345,15 +345,6 @@ func (l *retryLog) String() string {
 	return strings.Join(l.entries, ", ")
 }
 
-func mustPut(t *testing.T, b backend.Backend, id segment.ID, data []byte) segment.Info {
-	t.Helper()
-	info, err := b.Put(ctx, id, bytes.NewReader(data), backend.PutOptions{Size: int64(len(data))})
-	if err != nil {
-		t.Fatalf("put %d: %v", id, err)
-	}
-	return info
-}
-
 func failFirst(n int) func(string, segment.ID, int) error {
 	return func(_ string, _ segment.ID, call int) error {
 		if call <= n {
@@ -365,7 +356,7 @@ func failFirst(n int) func(string, segment.ID, int) error {
 
 func TestRetriesThenSucceeds(t *testing.T) {
 	mem := newMem(false)
-	mustPut(t, mem, 1, []byte("hello"))
+	backendtest.MustPut(t, mem, 1, []byte("hello"))
 	f := newFaulty(mem)
 	f.before = failFirst(2)
 	var log retryLog
@@ -391,7 +382,7 @@ func TestNonTransientNotRetried(t *testing.T) {
 		segment.ErrChecksum, backend.ErrReadOnly, backend.ErrNoSpace, context.Canceled, errors.New("unclassified")} {
 		mem := newMem(false)
 		for id := segment.ID(1); id <= 3; id++ { // the faulty List fails after two entries
-			mustPut(t, mem, id, []byte("data"))
+			backendtest.MustPut(t, mem, id, []byte("data"))
 		}
 		f := newFaulty(mem)
 		f.before = func(string, segment.ID, int) error { return fmt.Errorf("final: %w", final) }
@@ -423,7 +414,7 @@ func TestNonTransientNotRetried(t *testing.T) {
 func TestMaxRetriesExhausted(t *testing.T) {
 	for _, max := range []int{0, 1, 3} {
 		mem := newMem(false)
-		mustPut(t, mem, 1, []byte("data"))
+		backendtest.MustPut(t, mem, 1, []byte("data"))
 		f := newFaulty(mem)
 		f.before = failFirst(1 << 30)
 		var log retryLog
@@ -465,7 +456,7 @@ func TestBackoffBounds(t *testing.T) {
 
 func TestCancelDuringBackoff(t *testing.T) {
 	mem := newMem(false)
-	mustPut(t, mem, 1, []byte("data"))
+	backendtest.MustPut(t, mem, 1, []byte("data"))
 	f := newFaulty(mem)
 	f.before = failFirst(1 << 30)
 	b := New(f, Policy{MaxRetries: 100, BaseDelay: 10 * time.Second, MaxDelay: 10 * time.Second})
@@ -535,7 +526,7 @@ func TestGetResumesMidBody(t *testing.T) {
 	for _, versionedReaders := range []bool{false, true} {
 		mem := newMem(versionedReaders)
 		data := backendtest.RandomBytes(2, 1<<20+333)
-		mustPut(t, mem, 1, data)
+		backendtest.MustPut(t, mem, 1, data)
 		f := newFaulty(mem)
 		f.breakAt = func(segment.ID, int, int) int { return 100 << 10 }
 		var log retryLog
@@ -562,7 +553,7 @@ func TestGetResumeRefusesNewVersion(t *testing.T) {
 	for _, versionedReaders := range []bool{false, true} {
 		mem := newMem(versionedReaders)
 		old := bytes.Repeat([]byte("o"), 1000)
-		mustPut(t, mem, 1, old)
+		backendtest.MustPut(t, mem, 1, old)
 		f := newFaulty(mem)
 		f.breakAt = func(segment.ID, int, int) int { return 100 }
 		b := New(f, fast)
@@ -574,7 +565,7 @@ func TestGetResumeRefusesNewVersion(t *testing.T) {
 		if _, err := io.ReadFull(r, buf); err != nil {
 			t.Fatal(err)
 		}
-		mustPut(t, mem, 1, bytes.Repeat([]byte("n"), 1000))
+		backendtest.MustPut(t, mem, 1, bytes.Repeat([]byte("n"), 1000))
 		rest, err := io.ReadAll(r)
 		r.Close()
 		if !errors.Is(err, backend.ErrStale) {
@@ -589,7 +580,7 @@ func TestGetResumeRefusesNewVersion(t *testing.T) {
 // TestGetBudgetShared: opening and resuming draw on one retry budget.
 func TestGetBudgetShared(t *testing.T) {
 	mem := newMem(true)
-	mustPut(t, mem, 1, make([]byte, 1000))
+	backendtest.MustPut(t, mem, 1, make([]byte, 1000))
 	f := newFaulty(mem)
 	f.before = failFirst(1)                                         // the first open fails
 	f.breakAt = func(segment.ID, int, int) int { return 10 }        // every body breaks
@@ -612,7 +603,7 @@ func TestListResumesAfterLastDelivered(t *testing.T) {
 	mem := newMem(false)
 	var want []segment.ID
 	for i := 1; i <= 10; i++ {
-		mustPut(t, mem, segment.ID(i*7), []byte("x"))
+		backendtest.MustPut(t, mem, segment.ID(i*7), []byte("x"))
 		want = append(want, segment.ID(i*7))
 	}
 	f := newFaulty(mem)
@@ -640,7 +631,7 @@ func TestListResumesAfterLastDelivered(t *testing.T) {
 // transient failure; the retry finds it gone and says why that may be.
 func TestDeleteLostReply(t *testing.T) {
 	mem := newMem(false)
-	mustPut(t, mem, 1, []byte("x"))
+	backendtest.MustPut(t, mem, 1, []byte("x"))
 	b := New(&lostReplyDelete{Backend: mem}, fast)
 	err := b.Delete(ctx, 1, "")
 	if !errors.Is(err, backend.ErrNotFound) || !strings.Contains(err.Error(), "may have deleted it") {
@@ -672,7 +663,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	before := runtime.NumGoroutine()
 	mem := newMem(false)
 	data := backendtest.RandomBytes(3, 300000)
-	mustPut(t, mem, 1, data)
+	backendtest.MustPut(t, mem, 1, data)
 	f := flaky(mem)
 	b := New(f, fast)
 	for i := 0; i < 50; i++ {

@@ -2,27 +2,22 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
-	"github.com/scribefs/scribefs/backend"
 	"github.com/scribefs/scribefs/backend/metrics"
-	"github.com/scribefs/scribefs/backend/s3"
 	"github.com/scribefs/scribefs/fs"
 	"github.com/scribefs/scribefs/internal/control"
+	"github.com/scribefs/scribefs/internal/mount"
 )
 
 const mountDescription = `Serves the store as a filesystem: MOUNTPOINT/segments/<id> is one regular
@@ -126,66 +121,33 @@ func mountCommand() *cli.Command {
 			if m != nil {
 				reg.MustRegister(newStoreCollector(a.store, cfg.Storage.Hot.MaxBytes))
 			}
-			if !ro {
-				if n, err := a.store.CleanSpool(); err != nil {
-					return err
-				} else if n > 0 {
-					log.Info("removed spool files of writes never closed before a crash", "op", "mount", "count", n)
-				}
-			}
-			if a.s3 != nil && !ro {
-				go func() {
-					if n, err := a.s3.AbortIncompleteUploads(ctx, time.Now()); err != nil {
-						log.Warn("could not clean up incomplete uploads", "op", "abort-uploads", "err", err)
-					} else if n > 0 {
-						log.Info("aborted incomplete uploads left by a crash", "op", "abort-uploads", "count", n)
-					}
-				}()
-			}
-			lease := &leaseState{}
-			if a.s3 != nil && !ro {
-				release, err := holdLease(ctx, a, cfg.Storage.Hot.Path, c.Bool("take-over"), log, lease)
-				if err != nil {
-					return err
-				}
-				defer release()
-			}
-			describe := func(st *control.Status) {
-				lease.describe(st)
-				st.RecentErrors = ring.Lines()
-				st.MetricsAddr = c.String("metrics-addr")
-			}
-			ctl, err := control.Serve(control.SocketPath(cfg.Storage.Hot.Path), a.api(mnt, describe), log)
-			if err != nil {
-				return err
-			}
-			defer ctl.Close()
-
-			go a.store.Run(ctx)
-			if a.s3 != nil {
-				// Give the first listing of the bucket a moment, so a fresh
-				// host's first ls is complete; a huge bucket goes on
-				// filling the index in the background.
-				select {
-				case <-a.store.Synced():
-				case <-time.After(10 * time.Second):
-					log.Info("still listing the bucket; segments appear as they are indexed", "op", "reconcile")
-				}
-			}
 			var store fs.Store = fsStore{a.store}
 			if m != nil {
 				store = observedStore{fsStore{a.store}, m}
 			}
-			srv, err := fs.Mount(mnt, store, fs.Options{
-				ReadOnly:   ro,
+			mt, err := mount.Start(ctx, mount.Options{
+				Mountpoint: mnt,
+				Store:      a.store,
+				FS:         store,
+				S3:         a.s3,
+				HotPath:    cfg.Storage.Hot.Path,
+				API: func(describe func(*control.Status)) control.API {
+					return a.api(mnt, describe)
+				},
+				Describe: func(st *control.Status) {
+					st.RecentErrors = ring.Lines()
+					st.MetricsAddr = c.String("metrics-addr")
+				},
 				AllowOther: c.Bool("allow-other"),
-				Debug:      c.Bool("debug-fuse"),
-				Logger:     log,
+				DebugFUSE:  c.Bool("debug-fuse"),
+				TakeOver:   c.Bool("take-over"),
+				Log:        log,
 			})
 			if err != nil {
 				return err
 			}
-			log.Info("mounted", "op", "mount", "mountpoint", mnt, "config", cfg.Source, "read_only", ro, "pid", os.Getpid())
+			defer mt.Close()
+			log.Info("serving", "op", "mount", "mountpoint", mnt, "config", cfg.Source)
 			ready.report(nil)
 
 			sigs := make(chan os.Signal, 1)
@@ -197,134 +159,15 @@ func mountCommand() *cli.Command {
 					return
 				}
 				log.Info("unmounting", "op", "unmount", "signal", sig.String(), "grace", c.Duration("grace"))
-				if err := srv.Shutdown(c.Duration("grace")); err != nil {
+				if err := mt.Shutdown(c.Duration("grace")); err != nil {
 					log.Error("unmount failed", "op", "unmount", "mountpoint", mnt, "err", err)
-					fmt.Fprintf(c.App.ErrWriter, "scribefs: unmount %s: %v\n", mnt, err)
+					fmt.Fprintf(c.App.ErrWriter, "scribefs: %v\n", err)
 				}
 			}()
-			srv.Wait()
+			mt.Wait()
 			log.Info("unmounted", "op", "unmount", "mountpoint", mnt)
 			return nil
 		},
-	}
-}
-
-// leaseState is the writer lease as status reports it.
-type leaseState struct {
-	// mu guards the fields below.
-	mu      sync.Mutex
-	holder  string
-	renewed time.Time
-	ttl     time.Duration
-	lost    string
-}
-
-func (l *leaseState) set(holder string, ttl time.Duration) {
-	l.mu.Lock()
-	l.holder, l.ttl, l.renewed = holder, ttl, time.Now()
-	l.mu.Unlock()
-}
-
-func (l *leaseState) renewedNow() {
-	l.mu.Lock()
-	l.renewed = time.Now()
-	l.mu.Unlock()
-}
-
-func (l *leaseState) lose(err error) {
-	l.mu.Lock()
-	l.lost = oneLine(err)
-	l.mu.Unlock()
-}
-
-func (l *leaseState) describe(st *control.Status) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.holder == "":
-		return
-	case l.lost != "":
-		st.Lease = "lost: " + l.lost
-	default:
-		st.Lease = "held"
-		st.LeaseExpires = l.renewed.Add(l.ttl).UTC()
-	}
-	st.LeaseHolder = l.holder
-}
-
-// holdLease takes the bucket's writer lease for this mount and keeps
-// renewing it; if another writer takes it over, the store stops writing to
-// S3 (hot-tier writes go on, nothing is lost). A live holder elsewhere
-// refuses the mount. When S3 cannot be reached at start, the mount comes up
-// anyway with cold writes fenced, and the lease is sought in the background
-// until it is held: hot reads and writes need no S3.
-func holdLease(ctx context.Context, a *assembled, hotPath string, takeOver bool, log *slog.Logger, state *leaseState) (release func(), err error) {
-	host, _ := os.Hostname()
-	abs, _ := filepath.Abs(hotPath)
-	holder := host + ":" + abs
-	opts := s3.LeaseOptions{Holder: holder, PID: os.Getpid(), TakeOver: takeOver}
-	var held atomic.Pointer[s3.Lease]
-	release = func() {
-		if l := held.Load(); l != nil {
-			l.Release(context.Background())
-		}
-	}
-	lease, err := a.s3.AcquireLease(ctx, opts)
-	if err != nil && !backend.IsTransient(err) {
-		return nil, err
-	}
-	if err != nil {
-		log.Warn("S3 unreachable: mounting without the writer lease; no archival or cold deletes until it is held", "op", "lease", "err", err)
-		a.store.Fence(fmt.Errorf("writer lease not yet held: %w", err))
-	}
-	go func() {
-		for lease == nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(5 * time.Second):
-			}
-			l, err := a.s3.AcquireLease(ctx, opts)
-			switch {
-			case err == nil:
-				lease = l
-				a.store.Unfence()
-				log.Info("writer lease acquired", "op", "lease", "holder", holder)
-			case !backend.IsTransient(err):
-				log.Error("writer lease held elsewhere: this mount stays without archival and cold deletes", "op", "lease", "err", err)
-				a.store.Fence(err)
-				return
-			}
-		}
-		held.Store(lease)
-		state.set(holder, lease.TTL())
-		renewLease(ctx, a, lease, log, state)
-	}()
-	return release, nil
-}
-
-// renewLease renews until ctx ends or the lease is taken over.
-func renewLease(ctx context.Context, a *assembled, lease *s3.Lease, log *slog.Logger, state *leaseState) {
-	t := time.NewTicker(lease.TTL() / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		err := lease.Renew(ctx)
-		if errors.Is(err, s3.ErrLeaseHeld) {
-			log.Error("writer lease lost: no more archival or cold deletes from this mount", "op", "lease", "err", err)
-			state.lose(err)
-			a.store.Fence(err)
-			return
-		}
-		if err != nil {
-			log.Warn("could not renew the writer lease; retrying", "op", "lease", "err", err)
-			continue
-		}
-		state.renewedNow()
 	}
 }
 

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/backend/backendtest"
 	"github.com/scribefs/scribefs/backend/retry"
 	s3b "github.com/scribefs/scribefs/backend/s3"
 	"github.com/scribefs/scribefs/internal/faultproxy"
@@ -55,12 +55,6 @@ func mustStack(t *testing.T, srv *miniotest.Server, bucket string) *stack {
 	return st
 }
 
-func randomBytes(seed int64, n int) []byte {
-	b := make([]byte, n)
-	rand.New(rand.NewSource(seed)).Read(b)
-	return b
-}
-
 func key(id segment.ID) string { return fmt.Sprintf("segment-%016x", uint64(id)) }
 
 // TestFaultsS3Backend: each fault between the S3 backend and MinIO is
@@ -75,7 +69,7 @@ func TestFaultsS3Backend(t *testing.T) {
 	// Baseline after one clean round trip, so the SDK's lazily started
 	// goroutines and pooled connections are already counted.
 	st := mustStack(t, srv, bucket)
-	data := randomBytes(1, 3<<20+17)
+	data := backendtest.RandomBytes(1, 3<<20+17)
 	const id = segment.ID(42)
 	if _, err := st.b.Put(ctx, id, bytes.NewReader(data), backend.PutOptions{Size: int64(len(data))}); err != nil {
 		t.Fatal(err)
@@ -161,7 +155,7 @@ func TestFaultsS3Backend(t *testing.T) {
 	t.Run("PUT 503 then success", func(t *testing.T) {
 		st.proxy.ResetStats()
 		st.proxy.Set(faultproxy.Fault{Kind: faultproxy.Error, Method: "PUT", Status: 503, Code: "SlowDown", FirstN: 2})
-		d2 := randomBytes(2, 1<<20)
+		d2 := backendtest.RandomBytes(2, 1<<20)
 		if _, err := st.b.Put(ctx, 43, bytes.NewReader(d2), backend.PutOptions{Size: int64(len(d2))}); err != nil {
 			t.Fatal(err)
 		}

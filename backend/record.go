@@ -21,10 +21,22 @@ type Record struct {
 	// Tomb is a pending cold delete: the version to delete ("" for any),
 	// nil when none.
 	Tomb *string
+	// Uploading is set while an upload of this segment may have reached
+	// the bucket without being recorded in Cold (set before the upload,
+	// cleared by the transition that records its outcome): a crash or a
+	// lost reply then leaves an object the index does not know, and a
+	// delete must delete whatever the bucket holds.
+	Uploading bool
+
+	// Touch, set by a transition, gives the record a new change number even
+	// when nothing else changed (a delete of a segment the index did not
+	// know must still be a change to a pass that began before it). It is
+	// not stored.
+	Touch bool
 }
 
 // Live reports whether readers see the segment (a hot or cold version).
 func (r Record) Live() bool { return r.Hot != nil || r.Cold != nil }
 
 // Empty reports whether nothing at all is recorded.
-func (r Record) Empty() bool { return !r.Live() && r.Tomb == nil }
+func (r Record) Empty() bool { return !r.Live() && r.Tomb == nil && !r.Uploading }

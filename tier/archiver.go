@@ -89,6 +89,9 @@ func (a *archiver) lastUsed(i segment.Info) time.Time {
 	return i.WrittenAt
 }
 
+// errSuperseded is an archive that finds its version replaced or gone.
+var errSuperseded = errors.New("superseded")
+
 // archive archives hot version only ("" for the current one); a
 // version that is no longer current needs no upload (its successor's
 // writer or the archiver uploads that).
@@ -130,6 +133,22 @@ func (a *archiver) archive(ctx context.Context, id segment.ID, only string) erro
 	if err := a.coldWritable("archive", id); err != nil {
 		return err
 	}
+	// Say before uploading that the bucket may soon hold an object the
+	// index does not know: a crash or a lost reply must not leave one that
+	// a delete would not look for.
+	_, err = a.update(id, func(r *backend.Record) error {
+		if r.Hot == nil || r.Hot.Version != hot.Version {
+			return errSuperseded
+		}
+		r.Uploading = true
+		return nil
+	})
+	if errors.Is(err, errSuperseded) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	stored, err := a.cold.Put(ctx, id, r, backend.PutOptions{Size: hot.Size, ModTime: hot.ModTime, Sums: hot.Sums})
 	if err != nil {
 		a.stats.ArchiveErrors.Add(1)
@@ -146,7 +165,7 @@ func (a *archiver) archive(ctx context.Context, id segment.ID, only string) erro
 		// Whatever happened meanwhile, the bucket now holds what was just
 		// uploaded under this id: any older object is replaced, so a
 		// pending delete of it is done.
-		r.Tomb = nil
+		r.Tomb, r.Uploading = nil, false
 		switch {
 		case r.Hot != nil && r.Hot.Version == hot.Version:
 			a.lastUse.Delete(id)

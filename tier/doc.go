@@ -18,7 +18,8 @@
 // Everything the store knows of a segment is one record (backend.Record),
 // kept by the Index in the hot tier's file: its hot version H, its indexed
 // cold object C, a pending cold delete T (a tombstone naming the object's
-// version, or "" for any), and a change number N. Every transition of a
+// version, or "" for any), a flag U set while an upload may have reached
+// the bucket unrecorded, and a change number N. Every transition of a
 // record is one transaction of the Index that advances N from one counter,
 // so N names one state, and a step that read a record can check in the
 // transaction that commits it whether anything changed since. C and T are
@@ -35,25 +36,32 @@
 //	h    —    t    h; an older object t in the bucket is to be deleted
 //	—    —    t    no segment; its object t is to be deleted
 //
+// U may be set beside H (an upload started, its outcome not recorded yet).
+//
 // The transitions, who performs them, and what each checks before it
 // commits (L(id) is the segment's cold lock, below):
 //
 //	transition       by                   holds     commits only if                  then
 //	put              Put, PutStream       —         (unconditional)                  H=new (old H is garbage)
-//	write-through    Put                  L(id)     H is still this put's version    as archive-complete
-//	archive-complete archiver             L(id)     H is the uploaded version        C=uploaded, H=—, T=—
+//	write-through    Put                  L(id)     H is still this put's version    as archive-start, -complete
+//	archive-start    archiver             L(id)     H is the version to upload       U=set (then the upload)
+//	archive-complete archiver             L(id)     H is the uploaded version        C=uploaded, H=—, T=—, U=—
+//	                                                (a failed upload leaves U set: it may have landed)
 //	                                                H is another version             C=uploaded (older), T=—
 //	                                                H=— (deleted, renamed away)      T=uploaded (garbage), deleted at once
-//	delete           Delete               L(id)     the object was deleted first;    H=—, C=—
+//	delete           Delete               L(id)     the object (any version if U)    H=—, C=—, U=—, N advanced
+//	                                                was deleted first;               even if nothing was known
 //	                                                S3 unavailable                   H=—, C=—, T=C's version (or "" if unknown)
 //	                                                a permanent failure              nothing (rm fails, segment as it was)
-//	delete-deferred  Delete, L(id) busy   —         the record is live               H=—, C=—, T="" (the holder or a replay deletes it)
+//	delete-deferred  Delete, L(id) busy   —         the record is live               H=—, C=—, U=—, T="" (the holder or a replay deletes it)
 //	hydrate          Rename of cold-only  —         H=— and C is the copied version  H=copy of C
 //	rename           Rename               L(from)   from has H (else retry hydrate)  to.H=from.H; from as delete
 //	set-mtime        SetModTime           —         the record is live               H's or C's mtime
 //	learn            a stat before the    —         N unchanged since before the     C=stat
 //	                 first listing                  S3 stat, C=— and T=—
-//	resolve, sums    reader, reconciler   —         C is still the resolved version  C=the full info
+//	sums             reader               —         C is still the version read      C.sums=the object's
+//	resolve          reconciler, reader   —         N unchanged since before the     C=the full info
+//	                                                stat, C still unresolved
 //	reconcile-apply  Reconcile            —         N <= the pass's start, T=—,      C=listed
 //	                                                C differs from the listing
 //	reconcile-gone   Reconcile            —         N <= start, C is the version     C=—
@@ -63,17 +71,29 @@
 //
 // Uploads and cold deletes of one segment are serialised by L(id), so the
 // bucket's object under an id changes only while its lock is held (the
-// writer lease keeps other hosts out). Hot-tier changes never wait for it;
+// writer lease keeps other hosts out). Reconcile passes run one at a time:
+// a pass forgets the deleted markers older than its start, which a pass
+// begun earlier still needs. Listings (Store.List) read each batch of ids
+// from both tiers in one transaction, so a segment that moves between the
+// tiers is listed once. Hot-tier changes never wait for it;
 // they are ordered against the cold steps by N. Hence a version deleted,
 // renamed away or overwritten while it uploads is never indexed, a delete
 // never reverts a segment to an older version, a replay never deletes an
-// object written after its tombstone, and a listing never undoes a change
-// made after it began.
+// object this store wrote after its tombstone, an upload cut short never
+// leaves an object that a delete would not look for, and a listing never
+// undoes a change made after it began.
+//
+// One limit: a tombstone of any version ("" : the delete could not even
+// learn the object's version, S3 being down) deletes whatever the bucket
+// holds when it is replayed. If the writer lease passed to another host
+// and back in between, and that host wrote the same id, the replay deletes
+// its object.
 //
 // # Lock order
 //
 // A lock may be taken while holding those above it, never those below:
 //
+//	reconciler.pass              one reconcile pass at a time; never held with L(id)
 //	Store.locks: L(id)           one segment's cold lock; a goroutine holds at most one
 //	archiver.making              (a singleflight, not a lock: it calls archive, which takes L)
 //	reader follow.Mutex          segments opened in order (prefetch of the next ones)

@@ -58,6 +58,11 @@ type Index interface {
 	// List calls fn for every cold entry in ascending id order, without
 	// checksums, never holding a transaction across fn.
 	List(fn func(segment.Info) error) error
+	// Live calls fn for every segment readers see, ascending: its hot
+	// version when it has one, else its cold entry, without checksums. A
+	// segment that moves between the tiers during the listing is listed
+	// exactly once (each id is decided from one state of its record).
+	Live(ctx context.Context, fn func(segment.Info) error) error
 	// After returns up to n cold entries with ids above id, ascending.
 	After(id segment.ID, n int) ([]segment.Info, error)
 	// Tombstones returns the pending cold deletes: id -> version.

@@ -32,7 +32,9 @@ import (
 	"github.com/scribefs/scribefs/backend"
 	"github.com/scribefs/scribefs/backend/local"
 	"github.com/scribefs/scribefs/backend/mem"
+	"github.com/scribefs/scribefs/backend/s3"
 	"github.com/scribefs/scribefs/cache"
+	"github.com/scribefs/scribefs/internal/miniotest"
 	"github.com/scribefs/scribefs/segment"
 )
 
@@ -49,6 +51,33 @@ const (
 	foreignIDStart = 900 // ids 900..904 are written by "another program"
 	foreignIDs     = 5
 )
+
+// TestModelMinIO runs the model against a real bucket on MinIO (the S3
+// backend, as a mount assembles it below the tier), fewer operations.
+func TestModelMinIO(t *testing.T) {
+	srv := miniotest.Start(t)
+	for _, seed := range []int64{1, 2} {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			b, err := s3.New(ctx, s3.Config{Bucket: srv.NewBucket(t), Region: miniotest.Region, Endpoint: srv.Endpoint,
+				AccessKeyID: miniotest.AccessKey, SecretAccessKey: miniotest.SecretKey, PathStyle: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			m := newModelRunOn(t, seed, "local", &hooked{Backend: b})
+			defer func() {
+				if t.Failed() {
+					t.Logf("replay with: go test ./tier -run 'TestModelMinIO/seed=%d'", seed)
+				}
+			}()
+			for round := 0; round < 4 && !t.Failed(); round++ {
+				m.round(round)
+			}
+			t.Logf("seed %d on MinIO: %d operations acknowledged, %d rejected, %d background steps, %d restarts",
+				seed, m.acked.Load(), m.rejected.Load(), m.background.Load(), m.restarts)
+		})
+	}
+}
 
 func TestModel(t *testing.T) {
 	seeds := []int64{}
@@ -132,12 +161,16 @@ func (f *faults) pause() {
 }
 
 func newModelRun(t *testing.T, seed int64, kind string) *modelRun {
+	return newModelRunOn(t, seed, kind, &hooked{Backend: mem.New(segment.TierCold)})
+}
+
+func newModelRunOn(t *testing.T, seed int64, kind string, cold *hooked) *modelRun {
 	r := rand.New(rand.NewSource(seed))
 	m := &modelRun{t: t, seed: seed, kind: kind, dir: t.TempDir(), model: map[segment.ID][]byte{}}
 	m.faults.rnd = rand.New(rand.NewSource(seed * 7919))
 	m.cfg = Config{WriteThrough: r.Intn(3) == 0, ArchiveAfter: time.Hour, FetchSpan: 2 * segment.BlockSize,
 		ReadAhead: 4 * segment.BlockSize, PrefetchSegments: r.Intn(3)}
-	m.cold = &hooked{Backend: mem.New(segment.TierCold)}
+	m.cold = cold
 	f := &m.faults
 	m.cold.set(func(c *hooked) {
 		c.afterPut = func(segment.ID) { f.pause() }

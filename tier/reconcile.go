@@ -32,6 +32,9 @@ type reconciler struct {
 	indexTrusted bool
 
 	reconciling singleflight.Group
+	// pass makes passes one at a time: a pass forgets the deleted markers
+	// older than its start, which another pass begun earlier still needs.
+	pass sync.Mutex
 }
 
 // reconcileBatch is how many listed entries one transition applies.
@@ -71,6 +74,8 @@ func (rc *reconciler) Reconcile(ctx context.Context) error {
 	if rc.cold == nil {
 		return nil
 	}
+	rc.pass.Lock()
+	defer rc.pass.Unlock()
 	start, err := rc.index.Counter()
 	if err != nil {
 		return err
@@ -181,20 +186,29 @@ func (rc *reconciler) applyGone(gone []segment.Info, start uint64) error {
 
 // resolve asks the cold tier once for what a listing could not tell (the
 // decoded size and mtime of a Scribe Ledger object) and keeps it, if the
-// entry is still the one resolved.
+// record did not change meanwhile and the entry is still unresolved (a
+// touch of the segment in between is not undone).
 func (rc *reconciler) resolve(ctx context.Context, listed segment.Info) (segment.Info, error) {
+	before, err := rc.index.Record(listed.ID)
+	if err != nil {
+		return segment.Info{}, err
+	}
 	info, err := rc.cold.Stat(ctx, listed.ID)
 	if err != nil {
 		return segment.Info{}, err
 	}
-	_, err = rc.update(listed.ID, func(r *backend.Record) error {
-		if r.Cold != nil && r.Cold.Version == listed.Version {
+	info.Tier = segment.TierCold
+	rec, err := rc.update(listed.ID, func(r *backend.Record) error {
+		if r.Change == before.Change && r.Cold != nil && r.Cold.Version == listed.Version && r.Cold.Unresolved {
 			r.Cold = &info
 		}
 		return nil
 	})
 	if err != nil {
 		return segment.Info{}, err
+	}
+	if rec.Cold != nil && rec.Cold.Version == info.Version && !rec.Cold.Unresolved {
+		return *rec.Cold, nil // what the index holds now, touches included
 	}
 	return info, nil
 }

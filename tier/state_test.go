@@ -22,10 +22,10 @@ import (
 	"github.com/scribefs/scribefs/segment"
 )
 
-// hooked is a cold tier (an in-memory bucket) whose calls can be held in
-// flight or failed by a test.
+// hooked is a cold tier (an in-memory bucket, or a real one on MinIO)
+// whose calls can be held in flight or failed by a test.
 type hooked struct {
-	*mem.Backend
+	backend.Backend
 	mu           sync.Mutex
 	afterPut     func(id segment.ID)       // object stored, Put not yet returned
 	beforeDelete func(id segment.ID) error // before the object is removed
@@ -110,6 +110,23 @@ func (h *hooked) List(ctx context.Context, fn func(segment.Info) error) error {
 		i.Unresolved = unresolved
 		return fn(i)
 	})
+}
+
+// Objects returns every object's bytes, read straight from the bucket.
+func (h *hooked) Objects() map[segment.ID][]byte {
+	out := map[segment.ID][]byte{}
+	h.Backend.List(ctx, func(i segment.Info) error {
+		r, err := h.Backend.Get(ctx, i.ID, backend.Whole)
+		if err != nil {
+			return nil // deleted since the listing
+		}
+		defer r.Close()
+		if b, err := io.ReadAll(r); err == nil {
+			out[i.ID] = b
+		}
+		return nil
+	})
+	return out
 }
 
 // foreignPut stores an object in the bucket as another program would.

@@ -223,8 +223,6 @@ func (s *Store) Stat(ctx context.Context, id segment.ID) (segment.Info, error) {
 // List calls fn for every segment of both tiers, ascending by id, a segment
 // in both tiers once (its hot copy). Neither tier is held in memory whole.
 func (s *Store) List(ctx context.Context, fn func(segment.Info) error) error {
-	hot := pull(func(yield func(segment.Info) error) error { return s.hot.List(ctx, yield) })
-	defer hot.stop()
 	if s.cold != nil && !s.recon.synced.Load() && !s.cfg.BackgroundSync {
 		// First listing of this process: learn the bucket now. If S3 is
 		// down, list what the index knows rather than fail.
@@ -232,36 +230,10 @@ func (s *Store) List(ctx context.Context, fn func(segment.Info) error) error {
 			s.log.Warn("listing from the index: the bucket could not be listed", "op", "list", "err", err)
 		}
 	}
-	cold := pull(func(yield func(segment.Info) error) error {
-		if s.cold == nil {
-			return nil
-		}
-		return s.index.List(yield)
-	})
-	defer cold.stop()
-	h, hok := hot.next()
-	c, cok := cold.next()
-	for hok || cok {
-		var out segment.Info
-		switch {
-		case hok && (!cok || h.ID <= c.ID):
-			out = h
-			if cok && c.ID == h.ID {
-				c, cok = cold.next()
-			}
-			h, hok = hot.next()
-		default:
-			out = c
-			c, cok = cold.next()
-		}
-		if err := fn(out); err != nil {
-			return err
-		}
+	if s.cold == nil {
+		return s.hot.List(ctx, fn)
 	}
-	if err := hot.err(); err != nil {
-		return err
-	}
-	return cold.err()
+	return s.index.Live(ctx, fn)
 }
 
 // puller turns a callback listing into a pull iterator.
@@ -362,7 +334,12 @@ func (s *Store) put(ctx context.Context, id segment.ID, r io.Reader, size int64,
 		if err := s.arch.archive(ctx, id, info.Version); err != nil {
 			return info, fmt.Errorf("put segment %d: %w: %w", id, ErrNotWrittenThrough, err)
 		}
-		return s.Stat(ctx, id)
+		if now, err := s.Stat(ctx, id); err == nil && now.Tier == segment.TierCold {
+			return now, nil // archived: the cold object's description
+		}
+		// Still hot, or replaced or deleted since: the put itself
+		// succeeded, and this is what it stored.
+		return info, nil
 	}
 	return info, nil
 }

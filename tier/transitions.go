@@ -43,6 +43,10 @@ func (s *Store) Delete(ctx context.Context, id segment.ID) error {
 		inCold  bool // an object to delete (of version, "" for any)
 	)
 	switch {
+	case rec.Uploading:
+		// An upload that may have landed unrecorded (a crash, a lost
+		// reply): whatever the bucket holds goes.
+		inCold = true
 	case rec.Cold != nil:
 		version, inCold = rec.Cold.Version, true
 	case rec.Tomb != nil, s.recon.authoritative():
@@ -81,14 +85,25 @@ func (s *Store) Delete(ctx context.Context, id segment.ID) error {
 			return fmt.Errorf("delete segment %d: %w", id, err)
 		}
 	}
+	lost := false
 	_, err = s.update(id, func(r *backend.Record) error {
-		r.Hot, r.Cold = nil, nil
+		// Renamed away meanwhile (the rename did not wait for this lock):
+		// the rm found nothing left to remove.
+		lost = rec.Hot != nil && r.Hot == nil && r.Cold == nil
+		r.Hot, r.Cold, r.Uploading = nil, nil, false
 		if tomb != nil {
 			r.Tomb = tomb
 		}
+		// A change even when the index knew nothing of the segment: a
+		// reconcile pass or a lookup that saw its object before the delete
+		// must not record it afterwards.
+		r.Touch = true
 		return nil
 	})
 	s.arch.forget(id)
+	if err == nil && lost {
+		err = fmt.Errorf("delete segment %d: %w", id, backend.ErrNotFound)
+	}
 	return err
 }
 
@@ -101,8 +116,8 @@ func (s *Store) deleteDeferred(id segment.ID) error {
 		if !r.Live() {
 			return fmt.Errorf("delete segment %d: %w", id, backend.ErrNotFound)
 		}
-		any := ""
-		r.Hot, r.Cold, r.Tomb = nil, nil, &any
+		anyVersion := ""
+		r.Hot, r.Cold, r.Tomb, r.Uploading = nil, nil, &anyVersion, false
 		return nil
 	})
 	return err
@@ -146,11 +161,20 @@ func (s *Store) renameOnce(ctx context.Context, from, to segment.ID) error {
 			return err
 		}
 		switch {
-		case rec.Cold != nil:
+		case rec.Hot == nil && rec.Cold != nil:
+			// Archived again since the copy was made: copy again, before
+			// the object is touched.
+			return errMoved
+		case rec.Hot == nil:
+			return fmt.Errorf("rename segment %d: %w", from, backend.ErrNotFound)
+		case rec.Cold != nil || rec.Uploading:
 			if err := s.coldWritable("rename", from); err != nil {
 				return err
 			}
-			v := rec.Cold.Version
+			v := ""
+			if rec.Cold != nil && !rec.Uploading {
+				v = rec.Cold.Version
+			}
 			err := s.cold.Delete(ctx, from, v)
 			switch {
 			case err == nil, errors.Is(err, backend.ErrNotFound), errors.Is(err, backend.ErrStale):
@@ -163,12 +187,12 @@ func (s *Store) renameOnce(ctx context.Context, from, to segment.ID) error {
 		case rec.Tomb == nil && !s.recon.authoritative():
 			// The bucket may hold an older object the index has not
 			// learnt of yet: delete any there may be, later.
-			any := ""
-			tomb = &any
+			anyVersion := ""
+			tomb = &anyVersion
 		}
 	} else {
-		any := "" // a cold change of from is in flight: see deleteDeferred
-		tomb = &any
+		anyVersion := "" // a cold change of from is in flight: see deleteDeferred
+		tomb = &anyVersion
 	}
 	_, err := s.index.Update([]segment.ID{from, to}, func(rs []*backend.Record) error {
 		f, t := rs[0], rs[1]
@@ -180,7 +204,8 @@ func (s *Store) renameOnce(ctx context.Context, from, to segment.ID) error {
 		}
 		// to keeps its cold entry (if any): an older version, now masked
 		// by the hot one, as after an overwrite.
-		t.Hot, f.Hot, f.Cold = f.Hot, nil, nil
+		t.Hot, f.Hot, f.Cold, f.Uploading = f.Hot, nil, nil, false
+		f.Touch = true
 		if tomb != nil {
 			f.Tomb = tomb
 		}

@@ -183,7 +183,7 @@ func (b *Backend) init() error {
 				return err
 			}
 		}
-		for _, name := range [][]byte{bucketMeta, bucketSums, bucketChunks, bucketPending, bucketGarbage, bucketCold, bucketColdSums, bucketTombstones, bucketChanges, bucketDeleted} {
+		for _, name := range [][]byte{bucketMeta, bucketSums, bucketChunks, bucketPending, bucketGarbage, bucketCold, bucketColdSums, bucketTombstones, bucketChanges, bucketDeleted, bucketUploading} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

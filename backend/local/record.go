@@ -1,6 +1,8 @@
 package local
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"strconv"
@@ -27,8 +29,9 @@ import (
 // it (ForgetDeleted): a pass that began before must see the delete as a
 // change, not as "never heard of this segment".
 var (
-	bucketChanges = []byte("changes")
-	bucketDeleted = []byte("deleted")
+	bucketChanges   = []byte("changes")
+	bucketDeleted   = []byte("deleted")
+	bucketUploading = []byte("uploading")
 )
 
 // Record is backend.Record: one segment's state, read in one transaction.
@@ -100,6 +103,7 @@ func readRecord(tx *bolt.Tx, id segment.ID) (Record, error) {
 		t := string(v)
 		rec.Tomb = &t
 	}
+	rec.Uploading = tx.Bucket(bucketUploading).Get(k) != nil
 	return rec, nil
 }
 
@@ -117,7 +121,7 @@ func changed(tx *bolt.Tx, id segment.ID) error {
 		return err
 	}
 	empty := tx.Bucket(bucketMeta).Get(k) == nil && tx.Bucket(bucketCold).Get(k) == nil &&
-		tx.Bucket(bucketTombstones).Get(k) == nil
+		tx.Bucket(bucketTombstones).Get(k) == nil && tx.Bucket(bucketUploading).Get(k) == nil
 	if empty {
 		return tx.Bucket(bucketDeleted).Put(k, nil)
 	}
@@ -285,7 +289,19 @@ func writeRecord(tx *bolt.Tx, old, new Record) (dirty bool, err error) {
 			return false, err
 		}
 	}
-	return dirty, nil
+	if new.Uploading != old.Uploading {
+		dirty = true
+		ub := tx.Bucket(bucketUploading)
+		if new.Uploading {
+			err = ub.Put(k, nil)
+		} else {
+			err = ub.Delete(k)
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	return dirty || new.Touch, nil
 }
 
 func encodeMetaEqual(info *segment.Info, m meta) bool {
@@ -329,7 +345,8 @@ func (x *Index) ForgetDeleted(upTo uint64) (int, error) {
 			return nil
 		})
 		for _, k := range drop {
-			if tx.Bucket(bucketMeta).Get(k) != nil || tx.Bucket(bucketCold).Get(k) != nil || tx.Bucket(bucketTombstones).Get(k) != nil {
+			if tx.Bucket(bucketMeta).Get(k) != nil || tx.Bucket(bucketCold).Get(k) != nil || tx.Bucket(bucketTombstones).Get(k) != nil ||
+				tx.Bucket(bucketUploading).Get(k) != nil {
 				if err := db.Delete(k); err != nil { // not deleted after all
 					return err
 				}
@@ -346,4 +363,68 @@ func (x *Index) ForgetDeleted(upTo uint64) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// Live calls fn for every segment readers see, ascending by id: its hot
+// version when it has one (without checksums), else its cold entry. Each
+// batch of ids is read from both tiers in one transaction, so a segment
+// moving between them while the listing runs is listed exactly once; fn is
+// called outside any transaction.
+func (x *Index) Live(ctx context.Context, fn func(segment.Info) error) error {
+	var after []byte
+	for {
+		var batch []segment.Info
+		err := x.b.db.View(func(tx *bolt.Tx) error {
+			hc, cc := tx.Bucket(bucketMeta).Cursor(), tx.Bucket(bucketCold).Cursor()
+			seek := func(c *bolt.Cursor) ([]byte, []byte) {
+				if after == nil {
+					return c.First()
+				}
+				k, v := c.Seek(after)
+				if k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+				return k, v
+			}
+			hk, hv := seek(hc)
+			ck, cv := seek(cc)
+			for (hk != nil || ck != nil) && len(batch) < 1000 {
+				switch cmp := bytes.Compare(hk, ck); {
+				case hk != nil && (ck == nil || cmp <= 0):
+					m, err := decodeMeta(hv)
+					if err != nil {
+						return err
+					}
+					batch = append(batch, m.info(segment.ID(binary.BigEndian.Uint64(hk))))
+					if cmp == 0 {
+						ck, cv = cc.Next()
+					}
+					hk, hv = hc.Next()
+				default:
+					info, err := decodeCold(segment.ID(binary.BigEndian.Uint64(ck)), cv)
+					if err != nil {
+						return err
+					}
+					batch = append(batch, info)
+					ck, cv = cc.Next()
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list: %w", err)
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, info := range batch {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(info); err != nil {
+				return err
+			}
+		}
+		after = idKey(batch[len(batch)-1].ID)
+	}
 }

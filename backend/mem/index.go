@@ -31,6 +31,7 @@ func (b *Backend) record(id segment.ID) backend.Record {
 	if t, ok := b.tombs[id]; ok {
 		rec.Tomb = &t
 	}
+	rec.Uploading = b.uploading[id]
 	return rec
 }
 
@@ -115,7 +116,15 @@ func (x *Index) Update(ids []segment.ID, fn func(recs []*backend.Record) error) 
 			b.tombs[r.ID] = *r.Tomb
 			dirty = true
 		}
-		if dirty {
+		if r.Uploading != old.Uploading {
+			if r.Uploading {
+				b.uploading[r.ID] = true
+			} else {
+				delete(b.uploading, r.ID)
+			}
+			dirty = true
+		}
+		if dirty || r.Touch {
 			b.changed(r.ID)
 		}
 	}
@@ -203,4 +212,25 @@ func (x *Index) Reconciled() (time.Time, bool) {
 	x.b.mu.Lock()
 	defer x.b.mu.Unlock()
 	return x.b.reconciled, !x.b.reconciled.IsZero()
+}
+
+// Live calls fn for every segment readers see, ascending: its current
+// version, else its cold entry, from one snapshot.
+func (x *Index) Live(ctx context.Context, fn func(segment.Info) error) error {
+	b := x.b
+	b.mu.Lock()
+	infos := make([]segment.Info, 0, len(b.objects)+len(b.cold))
+	for _, o := range b.objects {
+		info := o.info
+		info.Sums = nil
+		infos = append(infos, info)
+	}
+	for id, c := range b.cold {
+		if _, hot := b.objects[id]; !hot {
+			c.Sums = nil
+			infos = append(infos, c)
+		}
+	}
+	b.mu.Unlock()
+	return emit(ctx, infos, fn)
 }

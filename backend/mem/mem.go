@@ -38,6 +38,7 @@ type Backend struct {
 	// tier keeps them (see Index).
 	cold       map[segment.ID]segment.Info
 	tombs      map[segment.ID]string
+	uploading  map[segment.ID]bool
 	changes    map[segment.ID]uint64
 	deleted    map[segment.ID]bool
 	counter    uint64
@@ -59,7 +60,7 @@ var _ backend.Backend = (*Backend)(nil)
 // New returns an empty backend whose Infos report tier.
 func New(tier segment.Tier) *Backend {
 	return &Backend{tier: tier, objects: map[segment.ID]object{}, pins: map[string]*pin{},
-		cold: map[segment.ID]segment.Info{}, tombs: map[segment.ID]string{},
+		cold: map[segment.ID]segment.Info{}, tombs: map[segment.ID]string{}, uploading: map[segment.ID]bool{},
 		changes: map[segment.ID]uint64{}, deleted: map[segment.ID]bool{}}
 }
 
@@ -74,7 +75,7 @@ func (b *Backend) changed(id segment.ID) {
 	_, hot := b.objects[id]
 	_, cold := b.cold[id]
 	_, tomb := b.tombs[id]
-	if !hot && !cold && !tomb {
+	if !hot && !cold && !tomb && !b.uploading[id] {
 		b.deleted[id] = true
 	} else {
 		delete(b.deleted, id)

@@ -151,7 +151,10 @@ func (s *Server) start(addr string) error {
 		resp, err := http.Get(s.Endpoint + "/minio/health/ready")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			// "Ready" can come before the object layer is: on a loaded
+			// machine a bucket created at once got 503 "Server not
+			// initialized yet". Ready means a listing works too.
+			if resp.StatusCode == 200 && s.listable() {
 				return nil
 			}
 		}
@@ -159,6 +162,14 @@ func (s *Server) start(addr string) error {
 	}
 	s.Stop()
 	return fmt.Errorf("minio at %s not ready after 60s", addr)
+}
+
+// listable reports whether the server answers a bucket listing.
+func (s *Server) listable() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := s.Client().ListBuckets(ctx, &s3.ListBucketsInput{})
+	return err == nil
 }
 
 // Stop stops the server (data stays); Restart starts it again on the same

@@ -41,6 +41,8 @@ func RunHot(t *testing.T, newHot HotFactory) {
 		{"UpdateRefusesForeignVersion", testUpdateForeign},
 		{"DeletedMarker", testDeletedMarker},
 		{"IndexListAndAfter", testIndexList},
+		{"TouchAndUploading", testTouchAndUploading},
+		{"LiveListsEachSegmentOnce", testLive},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -320,5 +322,76 @@ func testIndexList(t *testing.T, h tier.Hot, x tier.Index) {
 	after, err := x.After(3, 1)
 	if err != nil || len(after) != 1 || after[0].ID != 6 || after[0].Sums == nil {
 		t.Fatalf("after 3: %+v, %v", after, err)
+	}
+}
+
+func testTouchAndUploading(t *testing.T, h tier.Hot, x tier.Index) {
+	// A transition of a record with nothing in it still advances it when
+	// touched, and leaves a deleted marker.
+	recs, err := x.Update([]segment.ID{4}, func(rs []*backend.Record) error { rs[0].Touch = true; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs[0].Change == 0 || !recs[0].Empty() {
+		t.Fatalf("touched empty record: %+v", recs[0])
+	}
+	backendtest.MustPut(t, h, 1, []byte("one"))
+	before := mustRecord(t, x, 1)
+	if _, err := x.Update([]segment.ID{1}, func(rs []*backend.Record) error { rs[0].Uploading = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRecord(t, x, 1)
+	if !r.Uploading || r.Change <= before.Change {
+		t.Fatalf("uploading: %+v", r)
+	}
+	if err := h.Delete(ctx, 1, ""); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustRecord(t, x, 1); !r.Uploading || r.Empty() {
+		t.Fatalf("the uploading flag outlives the hot version: %+v", r)
+	}
+	if _, err := x.Update([]segment.ID{1}, func(rs []*backend.Record) error { rs[0].Uploading = false; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustRecord(t, x, 1); r.Uploading || !r.Empty() {
+		t.Fatalf("cleared: %+v", r)
+	}
+}
+
+func testLive(t *testing.T, h tier.Hot, x tier.Index) {
+	// 2500 segments, half hot, half cold, one in both: listed once each,
+	// hot preferred, ascending, across batches.
+	for id := segment.ID(1); id <= 2500; id++ {
+		if id%2 == 0 || id == 7 {
+			backendtest.MustPut(t, h, id, []byte{byte(id)})
+		}
+		if id%2 == 1 {
+			c := segment.Info{ID: id, Size: 1, Version: "c", Tier: segment.TierCold}
+			if _, err := x.Update([]segment.ID{id}, func(rs []*backend.Record) error { rs[0].Cold = &c; return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var last segment.ID
+	n := 0
+	if err := x.Live(ctx, func(i segment.Info) error {
+		if i.ID <= last {
+			t.Fatalf("%d listed after %d", i.ID, last)
+		}
+		last = i.ID
+		n++
+		want := segment.TierCold
+		if i.ID%2 == 0 || i.ID == 7 {
+			want = segment.TierHot
+		}
+		if i.Tier != want {
+			t.Fatalf("segment %d listed from tier %v, want %v", i.ID, i.Tier, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2500 {
+		t.Fatalf("listed %d segments, want 2500", n)
 	}
 }

@@ -111,3 +111,21 @@ var (
 
 // Errors of a transient kind are worth retrying; everything else is final.
 func IsTransient(err error) bool { return errors.Is(err, ErrUnavailable) }
+
+// Fill reads from r into buf until buf is full or r ends, for a Put that
+// consumes its source in fixed-size pieces. Unlike io.ReadFull it returns
+// io.EOF only for a clean end of r, also after a short read: an
+// io.ErrUnexpectedEOF from r itself (an HTTP body whose sender went away
+// mid-way) is passed on as a failure of the put, never taken as the end of
+// the segment.
+func Fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}

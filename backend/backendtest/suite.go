@@ -54,6 +54,7 @@ func Run(t *testing.T, newBackend Factory, opts Options) {
 		{"Concurrent", testConcurrent},
 		{"LargeRange", testLargeRange},
 		{"FailedPutKeepsOld", testFailedPutKeepsOld},
+		{"CutStreamKeepsOld", testCutStreamKeepsOld},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -416,12 +417,16 @@ func testLargeRange(t *testing.T, b backend.Backend, o Options) {
 
 // failingReader yields some bytes and then an error.
 type failingReader struct {
-	r io.Reader
-	n int64
+	r   io.Reader
+	n   int64
+	err error // returned once n bytes were read; a generic failure when nil
 }
 
 func (f *failingReader) Read(p []byte) (int, error) {
 	if f.n <= 0 {
+		if f.err != nil {
+			return 0, f.err
+		}
 		return 0, errors.New("injected read failure")
 	}
 	if int64(len(p)) > f.n {
@@ -441,4 +446,20 @@ func testFailedPutKeepsOld(t *testing.T, b backend.Backend, o Options) {
 		t.Fatal("put from a failing reader succeeded")
 	}
 	mustEqual(t, "after failed overwrite", mustGet(t, b, 50, backend.Whole), old)
+}
+
+// testCutStreamKeepsOld: a stream of unknown size that ends with
+// io.ErrUnexpectedEOF (an HTTP body whose sender went away mid-way) is a
+// failed put, not a short segment: the old version stays.
+func testCutStreamKeepsOld(t *testing.T, b backend.Backend, o Options) {
+	old := RandomBytes(14, 5000)
+	MustPut(t, b, 51, old)
+	for _, cut := range []int64{0, 1000, segment.BlockSize + 7, 3 * segment.BlockSize} {
+		src := RandomBytes(15, 4*segment.BlockSize)
+		r := &failingReader{r: onlyReader{bytes.NewReader(src)}, n: cut, err: io.ErrUnexpectedEOF}
+		if info, err := b.Put(ctx, 51, r, backend.PutOptions{Size: -1}); err == nil {
+			t.Fatalf("put of a stream cut after %d bytes succeeded: %+v", cut, info)
+		}
+		mustEqual(t, fmt.Sprintf("after a put cut at %d bytes", cut), mustGet(t, b, 51, backend.Whole), old)
+	}
 }

@@ -176,9 +176,9 @@ func (b *Backend) writeObject(id segment.ID, r io.Reader, w io.Writer, opts back
 			continue
 		}
 		raw := b.blocks.Get().(*[]byte)
-		n, err := io.ReadFull(r, *raw)
+		n, err := backend.Fill(r, *raw)
 		switch {
-		case err == io.EOF || err == io.ErrUnexpectedEOF:
+		case err == io.EOF:
 			eof = true
 		case err != nil:
 			b.blocks.Put(raw)

@@ -471,13 +471,13 @@ func readBatch(r io.Reader, sum *segment.Summer) batch {
 		bp := chunkPool.Get().(*[]byte)
 		b.bufs = append(b.bufs, bp)
 		buf := *bp
-		n, err := io.ReadFull(r, buf)
+		n, err := backend.Fill(r, buf)
 		if n > 0 {
 			b.chunks = append(b.chunks, buf[:n])
 			b.n += int64(n)
 			sum.Write(buf[:n])
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if err == io.EOF {
 			b.eof = true
 			break
 		}

@@ -215,7 +215,7 @@ func (u *upload) send(src io.Reader, size int64) (*segment.Checksums, int64, err
 				b.putBuf(buf)
 				buf = b.getBuf(n)
 			}
-			got, err := io.ReadFull(src, buf[:n])
+			got, err := backend.Fill(src, buf[:n])
 			sum.Write(buf[:got])
 			if size >= 0 && sum.Size() > size {
 				free <- buf
@@ -237,7 +237,7 @@ func (u *upload) send(src io.Reader, size int64) (*segment.Checksums, int64, err
 			}
 			switch err {
 			case nil:
-			case io.EOF, io.ErrUnexpectedEOF:
+			case io.EOF:
 				return nil
 			default:
 				return fmt.Errorf("s3 %s: reading source: %w", u.op, err)

@@ -230,7 +230,7 @@ func getCommand() *cli.Command {
 			return withAPI(c, func(api control.API) error {
 				name := c.Args().Get(1)
 				if name == "" || name == "-" {
-					if err := api.Get(c.Context, id, c.App.Writer); err != nil {
+					if _, err := control.Get(c.Context, api, id, c.App.Writer); err != nil {
 						return segErr(id, err)
 					}
 					return nil
@@ -242,7 +242,8 @@ func getCommand() *cli.Command {
 					return err
 				}
 				defer os.Remove(tmp.Name())
-				if err := api.Get(c.Context, id, tmp); err != nil {
+				// Get checks the length and CRC32C of what arrived.
+				if _, err := control.Get(c.Context, api, id, tmp); err != nil {
 					tmp.Close()
 					return segErr(id, err)
 				}
@@ -469,7 +470,7 @@ func dumpCommand() *cli.Command {
 			}
 			return withAPI(c, func(api control.API) error {
 				var buf bytes.Buffer
-				if err := api.Get(c.Context, id, &buf); err != nil {
+				if _, err := control.Get(c.Context, api, id, &buf); err != nil {
 					return segErr(id, err)
 				}
 				seg, err := ledger.Decode(buf.Bytes())

@@ -254,7 +254,8 @@ func exportOne(c *cli.Context, api control.API, dir string, info segment.Info) (
 	}
 	defer os.Remove(tmp.Name())
 	cw := &countWriter{w: tmp}
-	if err := api.Get(c.Context, info.ID, cw); err != nil {
+	got, err := control.Get(c.Context, api, info.ID, cw)
+	if err != nil {
 		tmp.Close()
 		return 0, segErr(info.ID, err)
 	}
@@ -265,13 +266,9 @@ func exportOne(c *cli.Context, api control.API, dir string, info segment.Info) (
 	if err := tmp.Close(); err != nil {
 		return 0, err
 	}
-	// The mtime of the version read (a concurrent overwrite may have
-	// changed it since the listing, but not the bytes we hold).
-	mtime := info.ModTime
-	if st, err := api.Stat(c.Context, info.ID); err == nil && st.Size == cw.n {
-		mtime = st.ModTime
-	}
-	if err := os.Chtimes(tmp.Name(), time.Time{}, mtime); err != nil {
+	// The mtime of the version read: Get pinned one version, which a
+	// concurrent overwrite may have replaced since the listing.
+	if err := os.Chtimes(tmp.Name(), time.Time{}, got.ModTime); err != nil {
 		return 0, err
 	}
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {

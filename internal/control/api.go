@@ -11,6 +11,7 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
@@ -22,8 +23,9 @@ import (
 type API interface {
 	Stat(ctx context.Context, id segment.ID) (segment.Info, error)
 	List(ctx context.Context, fn func(segment.Info) error) error
-	// Get writes the whole segment to w.
-	Get(ctx context.Context, id segment.ID, w io.Writer) error
+	// Open pins the current version of a segment for one whole read from
+	// its start. Read it with Get, which checks what arrived.
+	Open(ctx context.Context, id segment.ID) (Object, error)
 	Put(ctx context.Context, id segment.ID, r io.Reader, size int64, mtime time.Time) (segment.Info, error)
 	Delete(ctx context.Context, id segment.ID) error
 	Archive(ctx context.Context, id segment.ID) error
@@ -34,6 +36,35 @@ type API interface {
 	// Verify checks every segment in every tier; see Local.Verify.
 	Verify(ctx context.Context, opts VerifyOptions, progress VerifyProgress) (VerifyReport, error)
 	Close() error
+}
+
+// Object is one version of a segment, pinned when it was opened: its reads
+// give exactly Info().Size bytes of that version, then io.EOF, or fail.
+// An Object from a Client checks the length and the CRC32C of what
+// arrived before it reports io.EOF.
+type Object interface {
+	io.ReadCloser
+	Info() segment.Info
+}
+
+// Get copies one whole version of segment id to w and returns its Info.
+// On failure some bytes may have been written: a caller writing a file
+// writes it aside and renames it into place only when Get succeeds.
+func Get(ctx context.Context, api API, id segment.ID, w io.Writer) (segment.Info, error) {
+	obj, err := api.Open(ctx, id)
+	if err != nil {
+		return segment.Info{}, err
+	}
+	defer obj.Close()
+	info := obj.Info()
+	n, err := io.CopyBuffer(w, obj, make([]byte, 1<<20))
+	if err == nil && n != info.Size {
+		err = fmt.Errorf("segment %d: read %d of its %d bytes", id, n, info.Size)
+	}
+	if err != nil {
+		return info, err
+	}
+	return info, nil
 }
 
 // Status summarises a store for `scribefs status`.
@@ -92,16 +123,22 @@ func (l *Local) List(ctx context.Context, fn func(segment.Info) error) error {
 	return l.Store.List(ctx, fn)
 }
 
-func (l *Local) Get(ctx context.Context, id segment.ID, w io.Writer) error {
+func (l *Local) Open(ctx context.Context, id segment.ID) (Object, error) {
 	r, err := l.Store.Open(ctx, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer r.Close()
-	buf := make([]byte, 4<<20)
-	_, err = io.CopyBuffer(w, io.NewSectionReader(r, 0, r.Info().Size), buf)
-	return err
+	return &localObject{SectionReader: io.NewSectionReader(r, 0, r.Info().Size), r: r}, nil
 }
+
+// localObject reads a pinned tier.Reader from its start.
+type localObject struct {
+	*io.SectionReader
+	r *tier.Reader
+}
+
+func (o *localObject) Info() segment.Info { return o.r.Info() }
+func (o *localObject) Close() error       { return o.r.Close() }
 
 func (l *Local) Put(ctx context.Context, id segment.ID, r io.Reader, size int64, mtime time.Time) (segment.Info, error) {
 	return l.Store.Put(ctx, id, r, size, mtime)

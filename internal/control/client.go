@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -23,18 +24,38 @@ type Client struct {
 var _ API = (*Client)(nil)
 
 // Dial connects to the socket at path; it fails at once when no process
-// serves it.
+// serves it, or when the process serving it is neither this user nor root
+// (another user could have planted a socket where the hot-tier directory
+// is writable by others: it must never receive a put or serve a get).
 func Dial(path string) (*Client, error) {
-	c, err := net.DialTimeout("unix", path, time.Second)
+	c, err := dialChecked(context.Background(), path, time.Second)
 	if err != nil {
 		return nil, err
 	}
 	c.Close()
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
+		return dialChecked(ctx, path, 0)
 	}}
 	return &Client{path: path, http: &http.Client{Transport: tr}}, nil
+}
+
+// dialChecked connects to path and checks the peer's uid.
+func dialChecked(ctx context.Context, path string, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	uid, err := peerUID(c)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: cannot tell who serves it: %w", path, err)
+	}
+	if me := uint32(os.Getuid()); uid != me && uid != 0 {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s is served by uid %d, not by this user (uid %d) or root: refusing it", path, uid, me)
+	}
+	return c, nil
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, size int64) (*http.Response, error) {
@@ -45,6 +66,10 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, si
 	if body != nil && size >= 0 {
 		req.ContentLength = size
 	}
+	return c.send(req)
+}
+
+func (c *Client) send(req *http.Request) (*http.Response, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", c.path, err)
@@ -65,6 +90,10 @@ func (c *Client) info(ctx context.Context, method, path string, body io.Reader, 
 	if err != nil {
 		return segment.Info{}, err
 	}
+	return decodeInfo(resp)
+}
+
+func decodeInfo(resp *http.Response) (segment.Info, error) {
 	defer resp.Body.Close()
 	var w wireInfo
 	if err := json.NewDecoder(resp.Body).Decode(&w); err != nil {
@@ -112,28 +141,46 @@ func (c *Client) List(ctx context.Context, fn func(segment.Info) error) error {
 	return sc.Err()
 }
 
-func (c *Client) Get(ctx context.Context, id segment.ID, w io.Writer) error {
+// Open asks the mount process for the segment's current version; the
+// Object checks the length and CRC32C of what arrives (see integrity.go).
+func (c *Client) Open(ctx context.Context, id segment.ID) (Object, error) {
 	resp, err := c.do(ctx, "GET", "/v1/segments/"+id.String(), nil, -1)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer resp.Body.Close()
-	n, err := io.Copy(w, resp.Body)
-	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
-		err = fmt.Errorf("segment %d: read %d of %d bytes from the mount process", id, n, resp.ContentLength)
-	}
+	obj, err := newClientObject(id, resp)
 	if err != nil {
-		return fmt.Errorf("get segment %d through the mount process: %w", id, err)
+		resp.Body.Close()
+		return nil, err
 	}
-	return nil
+	return obj, nil
 }
 
+// Put sends r as a chunked body that ends with the CRC32C of every byte in
+// a trailer, and names its length when size >= 0: the mount process
+// publishes it only when both match, so a put cut short (the client killed,
+// the source failing) publishes nothing.
 func (c *Client) Put(ctx context.Context, id segment.ID, r io.Reader, size int64, mtime time.Time) (segment.Info, error) {
 	path := "/v1/segments/" + id.String()
 	if !mtime.IsZero() {
 		path += "?mtime_ns=" + strconv.FormatInt(mtime.UnixNano(), 10)
 	}
-	return c.info(ctx, "PUT", path, r, size)
+	body := &sendBody{r: r, crc: newCRC(), trailer: http.Header{}}
+	req, err := http.NewRequestWithContext(ctx, "PUT", "http://scribefs"+path, body)
+	if err != nil {
+		return segment.Info{}, err
+	}
+	req.ContentLength = -1 // chunked, so the trailer can follow
+	req.Trailer = body.trailer
+	req.Trailer[trailerCRC] = nil
+	if size >= 0 {
+		req.Header.Set(headerSize, strconv.FormatInt(size, 10))
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return segment.Info{}, err
+	}
+	return decodeInfo(resp)
 }
 
 func (c *Client) Delete(ctx context.Context, id segment.ID) error {

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -29,20 +31,24 @@ type Server struct {
 }
 
 // Serve listens on path (replacing a stale socket file) and serves api.
+//
+// The socket is bound under a private directory beside path, given mode
+// 0600 there and only then renamed to path: it is never reachable with
+// looser permissions, the process-wide umask is left alone, and a symlink
+// planted at path is replaced, never followed.
 func Serve(path string, api API, log *slog.Logger) (*Server, error) {
-	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control socket %s: another scribefs process is serving this store", path)
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() == os.ModeSocket {
+			if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+				c.Close()
+				return nil, fmt.Errorf("control socket %s: another scribefs process is serving this store", path)
+			}
+		} else if fi.Mode().Type() != os.ModeSymlink {
+			return nil, fmt.Errorf("control socket %s: a %s is in the way (not a socket); remove it", path, fileKind(fi.Mode()))
+		}
 	}
-	os.Remove(path)
-	old := syscall.Umask(0o177)
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	ln, err := listenPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("control socket %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	s := &Server{path: path, ln: &peerCheckListener{Listener: ln, log: log}}
@@ -61,6 +67,43 @@ func Serve(path string, api API, log *slog.Logger) (*Server, error) {
 	s.http = &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go s.http.Serve(s.ln)
 	return s, nil
+}
+
+// listenPrivate binds a unix socket at path without it ever being
+// reachable by others: bound in a fresh 0700 directory, chmod 0600, then
+// renamed over path (rename replaces a symlink, never follows it).
+func listenPrivate(path string) (net.Listener, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".scribefs-sock-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m.IsRegular():
+		return "regular file"
+	default:
+		return "file of mode " + m.Type().String()
+	}
 }
 
 // Close stops serving and removes the socket.
@@ -122,7 +165,12 @@ type handler struct {
 // in status's recent errors). A missing segment is the caller's mistake,
 // not the store's, and is not logged.
 func (h *handler) logFailure(op string, id segment.ID, err error) {
-	if err == nil || errors.Is(err, backend.ErrNotFound) || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, backend.ErrNotFound) {
+		return
+	}
+	// A client that went away is worth a line only when it was writing:
+	// the put it abandoned published nothing.
+	if errors.Is(err, context.Canceled) && op != "put" {
 		return
 	}
 	h.log.Warn("request failed", "op", op, "segment", id, "err", err)
@@ -186,20 +234,32 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	info, err := h.api.Stat(r.Context(), id)
+	obj, err := h.api.Open(r.Context(), id)
 	if err != nil {
 		h.logFailure("get", id, err)
 		fail(w, err)
 		return
 	}
-	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
-	w.Header().Set("Content-Type", "application/octet-stream")
-	// Errors after the first byte abort the connection; the client sees a
-	// short body and reports it.
-	if err := h.api.Get(r.Context(), id, w); err != nil {
+	defer obj.Close()
+	info := obj.Info()
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/octet-stream")
+	hdr.Set("Trailer", trailerCRC)
+	hdr.Set(headerSize, strconv.FormatInt(info.Size, 10))
+	hdr.Set(headerVersion, info.Version)
+	hdr.Set(headerMtime, strconv.FormatInt(info.ModTime.UnixNano(), 10))
+	w.WriteHeader(http.StatusOK)
+	cw := &crcWriter{w: w, crc: newCRC()}
+	n, err := io.CopyBuffer(cw, obj, make([]byte, 1<<20))
+	if err == nil && n != info.Size {
+		err = fmt.Errorf("segment %d: its pinned version gave %d of %d bytes", id, n, info.Size)
+	}
+	if err != nil {
+		// Abort the connection: the client sees a cut body and no trailer.
 		h.logFailure("get", id, err)
 		panic(http.ErrAbortHandler)
 	}
+	hdr.Set(trailerCRC, crcString(cw.crc))
 }
 
 func (h *handler) put(w http.ResponseWriter, r *http.Request) {
@@ -211,12 +271,28 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("mtime_ns"); v != "" {
 		ns, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			fail(w, fmt.Errorf("bad mtime_ns %q", v))
+			fail(w, fmt.Errorf("%w: bad mtime_ns %q", backend.ErrInvalid, v))
 			return
 		}
 		mtime = time.Unix(0, ns)
 	}
-	info, err := h.api.Put(r.Context(), id, r.Body, r.ContentLength, mtime)
+	// The body must name its own end (see integrity.go): publish only what
+	// arrived whole with a matching CRC32C trailer.
+	if _, ok := r.Trailer[trailerCRC]; !ok {
+		fail(w, fmt.Errorf("put segment %d: %w: the request declares no %s trailer (is the client older than this mount?)", id, backend.ErrInvalid, trailerCRC))
+		return
+	}
+	size, err := parseSize(r.Header)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if r.ContentLength >= 0 && size >= 0 && r.ContentLength != size {
+		fail(w, fmt.Errorf("put segment %d: %w: Content-Length %d and %s %d disagree", id, backend.ErrInvalid, r.ContentLength, headerSize, size))
+		return
+	}
+	body := &checkedBody{ctx: r.Context(), id: id, r: r.Body, trailer: r.Trailer, want: size, crc: newCRC()}
+	info, err := h.api.Put(r.Context(), id, body, size, mtime)
 	if err != nil {
 		h.logFailure("put", id, err)
 		fail(w, err)

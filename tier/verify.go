@@ -18,9 +18,15 @@ type VerifyOptions struct {
 	// object is gone are dropped, drifted versions are refreshed. Bytes
 	// that fail their checksum cannot be repaired and stay reported.
 	Repair bool
-	// Parallel bounds segments read at once (default 4).
+	// Parallel bounds segments read at once: 1 to MaxVerifyParallel, 0
+	// for the default of 4.
 	Parallel int
 }
+
+// MaxVerifyParallel is the most segments Verify reads at once: each reader
+// holds a goroutine and a block buffer, so the bound is also a bound on
+// the memory one request can make the store use.
+const MaxVerifyParallel = 64
 
 // Problem kinds, as Verify reports them.
 const (
@@ -69,7 +75,10 @@ type VerifyProgress func(done, total int, bytes int64)
 // compares the index of the cold tier with a listing of the bucket, and
 // reads every cold object back against its recorded checksums.
 func (s *Store) Verify(ctx context.Context, opts VerifyOptions, progress VerifyProgress) (VerifyReport, error) {
-	if opts.Parallel <= 0 {
+	if opts.Parallel < 0 || opts.Parallel > MaxVerifyParallel {
+		return VerifyReport{}, fmt.Errorf("verify: %w: parallel %d: want 1 to %d", backend.ErrInvalid, opts.Parallel, MaxVerifyParallel)
+	}
+	if opts.Parallel == 0 {
 		opts.Parallel = 4
 	}
 	if progress == nil {

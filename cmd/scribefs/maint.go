@@ -15,19 +15,20 @@ import (
 
 	"github.com/scribefs/scribefs/internal/control"
 	"github.com/scribefs/scribefs/segment"
+	"github.com/scribefs/scribefs/tier"
 )
 
 // errProblems makes a command exit 1 after it has said what was wrong.
 var errProblems = errors.New("problems found")
 
 func parallelFlag() cli.Flag {
-	return &cli.IntFlag{Name: "parallel", Aliases: []string{"j"}, Value: 4, Usage: "segments handled at once (1-64)"}
+	return &cli.IntFlag{Name: "parallel", Aliases: []string{"j"}, Value: 4, Usage: fmt.Sprintf("segments handled at once (1-%d)", tier.MaxVerifyParallel)}
 }
 
 func parallelOf(c *cli.Context) (int, error) {
 	n := c.Int("parallel")
-	if n < 1 || n > 64 {
-		return 0, usagef("--parallel %d: want 1 to 64", n)
+	if n < 1 || n > tier.MaxVerifyParallel {
+		return 0, usagef("--parallel %d: want 1 to %d", n, tier.MaxVerifyParallel)
 	}
 	return n, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -668,5 +669,57 @@ cache = { max_bytes = "1MiB" }
 	if cfg.Storage.Hot.Path != "/srv/hot.db" || cfg.Storage.S3 == nil || cfg.Storage.S3.Bucket != "b" ||
 		cfg.Storage.S3.PoolSize != 2 || cfg.Cache.MaxBytes != 1<<20 {
 		t.Errorf("got %+v", cfg)
+	}
+}
+
+// TestLoadRefusesHostileShapes: files made to exhaust the TOML parser are
+// refused before parsing, in one line naming the file and line, with
+// little memory; legal shapes still parse as before.
+func TestLoadRefusesHostileShapes(t *testing.T) {
+	env := envOf(map[string]string{"HOME": "/home/x"})
+	for _, tc := range []struct {
+		name, text, want string
+	}{
+		{"dotted key of 4000 parts", strings.Repeat("a.", 3999) + "a = 1\n", "line 1: a key of more than 8 parts"},
+		{"header of 20 parts", "[" + strings.Repeat("a.", 19) + "a]\nb = 1\n", "line 1: a key of more than 8 parts"},
+		{"deep key under a header", "# c\n[storage.s3]\n" + strings.Repeat("a.", 10) + "a = 1\n", "line 3: a key of more than 8 parts"},
+		{"5000 nested inline tables", "a = " + strings.Repeat("{b=", 5000) + "1" + strings.Repeat("}", 5000) + "\n", "line 1: values nested more than 8 deep"},
+		{"keys of inline tables", "a = {b = 1, " + strings.Repeat("c.", 100) + "d = 2}\n", "a key of more than 8 parts"},
+		{"5000 nested arrays", "a = " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + "\n", "values nested more than 8 deep"},
+		{"a 100 KB file", "# " + strings.Repeat("x", 100<<10) + "\n", "larger than 65536 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.toml")
+			if err := os.WriteFile(path, []byte(tc.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			_, err := Load(path, env)
+			runtime.ReadMemStats(&m1)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("got %v, want an error naming %s and %q", err, path, tc.want)
+			}
+			if len(err.Error()) > 300 || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("not one short line: %q", err)
+			}
+			if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 4<<20 {
+				t.Fatalf("refusing it allocated %d MiB", alloc>>20)
+			}
+		})
+	}
+	// Strings, comments and numbers with dots and brackets are not keys.
+	ok := "# a.b.c.d.e.f.g.h.i.j [[[[[[[[[[\n[storage.s3]\nbucket = \"a.b.c.d.e.f.g.h.i.j[[[[[[[[[{{{{{{\"\n" +
+		"prefix = '''x.y.z.\n[[[[[[[[[[[ ''' # {{{{{{{{{{\nendpoint = \"\"\"http://a.b\"\"\"\n[tiering]\narchive_after_secs = 1_000\n"
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte(ok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, env)
+	if err != nil {
+		t.Fatalf("a legal file was refused: %v", err)
+	}
+	if cfg.Storage.S3 == nil || cfg.Storage.S3.Bucket != "a.b.c.d.e.f.g.h.i.j[[[[[[[[[{{{{{{" {
+		t.Fatalf("parsed: %+v", cfg.Storage.S3)
 	}
 }

@@ -18,8 +18,9 @@ import (
 const systemConfigPath = "/etc/scribefs/config.toml"
 
 // maxFileBytes bounds what Load reads: a config file is a few hundred bytes,
-// and anything this large is the wrong file.
-const maxFileBytes = 1 << 20
+// and anything this large is the wrong file (or one made to exhaust the
+// parser; see checkShape).
+const maxFileBytes = 64 << 10
 
 // Error is the error Load and Validate return for a configuration that
 // cannot be used. Its message is one line and never holds the secret key.
@@ -204,6 +205,13 @@ var tables = []toml.Key{{"storage"}, {"storage", "hot"}, {"storage", "s3"}, {"ca
 // decode applies the file's settings to cfg and reports whether the file
 // holds a secret key.
 func decode(cfg *Config, path string, data []byte) (holdsSecret bool, err error) {
+	if err := checkShape(data); err != nil {
+		var se *shapeError
+		if errors.As(err, &se) {
+			return false, &Error{File: path, Line: se.line, Err: err}
+		}
+		return false, &Error{File: path, Err: err}
+	}
 	var f file
 	md, err := toml.Decode(string(data), &f)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/scribefs/scribefs/backend"
 	"github.com/scribefs/scribefs/segment"
+	"github.com/scribefs/scribefs/tier"
 )
 
 // SocketPath is where a mount of the hot-tier file hotPath listens.
@@ -349,11 +350,19 @@ type verifyLine struct {
 }
 
 func (h *handler) verify(w http.ResponseWriter, r *http.Request) {
-	opts := VerifyOptions{Repair: r.URL.Query().Get("repair") == "1"}
+	var opts VerifyOptions
+	switch v := r.URL.Query().Get("repair"); v {
+	case "", "0":
+	case "1":
+		opts.Repair = true
+	default:
+		fail(w, fmt.Errorf("verify: %w: repair %q: want 0 or 1", backend.ErrInvalid, v))
+		return
+	}
 	if v := r.URL.Query().Get("parallel"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil {
-			fail(w, fmt.Errorf("bad parallel %q", v))
+		if err != nil || n < 0 || n > tier.MaxVerifyParallel {
+			fail(w, fmt.Errorf("verify: %w: parallel %q: want 1 to %d", backend.ErrInvalid, v, tier.MaxVerifyParallel))
 			return
 		}
 		opts.Parallel = n

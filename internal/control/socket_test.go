@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -482,5 +484,40 @@ func TestServeSocketIsPrivate(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); string(b) != "x" {
 		t.Fatal("the file in the way was changed")
+	}
+}
+
+// TestRequestParametersBounded: numeric and flag parameters out of range
+// are refused with 400 `invalid` before any work starts (parallel=300000
+// used to start 300,004 goroutines).
+func TestRequestParametersBounded(t *testing.T) {
+	s := serve(t, nil)
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return net.Dial("unix", s.path)
+	}}}
+	before := runtime.NumGoroutine()
+	for _, q := range []string{
+		"POST /v1/verify?parallel=300000", "POST /v1/verify?parallel=-1", "POST /v1/verify?parallel=65",
+		"POST /v1/verify?parallel=x", "POST /v1/verify?repair=yes", "PUT /v1/segments/1?mtime_ns=soon",
+	} {
+		method, url, _ := strings.Cut(q, " ")
+		req, _ := http.NewRequest(method, "http://scribefs"+url, nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var we wireError
+		json.NewDecoder(resp.Body).Decode(&we)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || we.Kind != "invalid" {
+			t.Errorf("%s: %s, kind %q (%s); want 400 invalid", q, resp.Status, we.Kind, we.Message)
+		}
+	}
+	if n := runtime.NumGoroutine(); n > before+20 {
+		t.Fatalf("goroutines: %d before, %d after", before, n)
+	}
+	// In range, it runs.
+	if _, err := s.client.Verify(context.Background(), VerifyOptions{Parallel: tier.MaxVerifyParallel}, nil); err != nil {
+		t.Fatal(err)
 	}
 }

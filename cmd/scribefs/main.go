@@ -5,7 +5,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -469,16 +468,20 @@ func dumpCommand() *cli.Command {
 				return err
 			}
 			return withAPI(c, func(api control.API) error {
-				var buf bytes.Buffer
-				if _, err := control.Get(c.Context, api, id, &buf); err != nil {
+				obj, err := api.Open(c.Context, id)
+				if err != nil {
 					return segErr(id, err)
 				}
-				seg, err := ledger.Decode(buf.Bytes())
-				if err != nil {
-					return fmt.Errorf("segment %d: %w", id, err)
+				defer obj.Close()
+				// Decoded as it arrives, entry by entry: a segment of
+				// any size prints in bounded memory.
+				if err := ledger.DumpStream(c.App.Writer, obj, obj.Info().Size); err != nil {
+					if errors.Is(err, ledger.ErrFormat) {
+						return fmt.Errorf("segment %d: %w", id, err)
+					}
+					return segErr(id, err)
 				}
-				_, err = io.WriteString(c.App.Writer, ledger.Dump(seg))
-				return err
+				return nil
 			})
 		},
 	}

@@ -71,6 +71,8 @@ run: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseID -fuzztime 20s ./segment/
 	$(GO) test -run '^$$' -fuzz FuzzChunkRanges -fuzztime 20s ./backend/local/
+	$(GO) test -run '^$$' -fuzz FuzzRequest -fuzztime 20s ./internal/control/
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 20s ./internal/config/
 
 clean:
 	rm -rf bin

@@ -144,11 +144,13 @@ func (b *checkedBody) end() error {
 	return io.EOF
 }
 
+// cut describes a body that broke off: the sender's doing (it went away,
+// or sent a malformed chunk), so an invalid request, not a store failure.
 func (b *checkedBody) cut(err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("put segment %d: the sender went away after %d bytes: %w", b.id, b.n, err)
+		return fmt.Errorf("put segment %d: %w: the sender went away after %d bytes", b.id, backend.ErrInvalid, b.n)
 	}
-	return fmt.Errorf("put segment %d: reading the body after %d bytes: %w", b.id, b.n, err)
+	return fmt.Errorf("put segment %d: %w: the body broke off after %d bytes: %v", b.id, backend.ErrInvalid, b.n, err)
 }
 
 // crcWriter sums and counts what passes through it.

@@ -53,6 +53,13 @@ func Serve(path string, api API, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	s := &Server{path: path, ln: &peerCheckListener{Listener: ln, log: log}}
+	s.http = &http.Server{Handler: newMux(api, log), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go s.http.Serve(s.ln)
+	return s, nil
+}
+
+// newMux routes the API's requests to their handlers.
+func newMux(api API, log *slog.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
 	h := &handler{api: api, log: log}
 	mux.HandleFunc("GET /v1/segments", h.list)
@@ -65,9 +72,7 @@ func Serve(path string, api API, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("GET /v1/health", h.health)
 	mux.HandleFunc("GET /v1/status", h.status)
 	mux.HandleFunc("POST /v1/verify", h.verify)
-	s.http = &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	go s.http.Serve(s.ln)
-	return s, nil
+	return mux
 }
 
 // listenPrivate binds a unix socket at path without it ever being

@@ -6,6 +6,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -438,16 +439,26 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show the store's tiers, cache, archive backlog, lease and recent errors (of the running mount, if any)",
-		Description: `Prints key: value lines. With a mount running, the figures are that
-process's (cache counters, lease, the last warnings and errors it logged);
-without one, the store is opened here and only what is on disk is shown.`,
+		Description: `Prints key: value lines: aligned, with sizes in KiB/MiB/GiB, on a terminal;
+one "key: value" a line, sizes in bytes and in human form, when piped; the
+whole status as one JSON object with --json. With a mount running, the
+figures are that process's (cache counters, lease, the last warnings and
+errors it logged); without one, the store is opened here and only what is on
+disk is shown.`,
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the status as one JSON object (for scripts)"}},
 		Action: func(c *cli.Context) error {
 			return withAPI(c, func(api control.API) error {
 				st, err := api.Status(c.Context)
 				if err != nil {
 					return err
 				}
-				printStatus(c.App.Writer, st)
+				if c.Bool("json") {
+					enc := json.NewEncoder(c.App.Writer)
+					enc.SetIndent("", "  ")
+					return enc.Encode(st)
+				}
+				_, tty := terminalWidth(c.App.Writer)
+				printStatus(c.App.Writer, st, tty)
 				return nil
 			})
 		},
@@ -487,23 +498,37 @@ func dumpCommand() *cli.Command {
 	}
 }
 
-// printStatus writes status as key: value lines, one fact a line.
-func printStatus(w io.Writer, st control.Status) {
+// printStatus writes status as key: value lines, one fact a line. For a
+// person (human) the values are aligned and sizes human only; otherwise
+// each line is "key: value" with sizes in bytes first, for scripts.
+func printStatus(w io.Writer, st control.Status, human bool) {
+	type line struct{ k, v string }
+	var lines []line
+	kv := func(k string, v any) { lines = append(lines, line{k, fmt.Sprint(v)}) }
+	sizeOf := func(n, of int64) string {
+		if human {
+			return fmt.Sprintf("%s of %s", humanBytes(n), humanBytes(of))
+		}
+		return fmt.Sprintf("%d (%s of %s)", n, humanBytes(n), humanBytes(of))
+	}
 	mounted := "no"
 	if st.Mounted {
 		mounted = "yes, at " + st.Mountpoint
 	}
-	kv := func(k string, v any) { fmt.Fprintf(w, "%s: %v\n", k, v) }
 	kv("mounted", mounted)
 	kv("hot_tier", st.HotPath)
-	kv("hot_bytes", fmt.Sprintf("%d (%s of %s)", st.HotBytes, humanBytes(st.HotBytes), humanBytes(st.HotMaxBytes)))
+	kv("hot_bytes", sizeOf(st.HotBytes, st.HotMaxBytes))
 	kv("hot_segments", st.HotCount)
 	kv("cold_tier", st.ColdTier)
-	kv("cache_bytes", fmt.Sprintf("%d (%s of %s)", st.CacheBytes, humanBytes(st.CacheBytes), humanBytes(st.CacheMax)))
+	kv("cache_bytes", sizeOf(st.CacheBytes, st.CacheMax))
 	kv("cache_hits", st.CacheHits)
 	kv("cache_misses", st.CacheMisses)
 	kv("cache_evictions", st.CacheEvictions)
-	kv("cold_fetches", fmt.Sprintf("%d (%s)", st.ColdFetches, humanBytes(st.ColdFetchBytes)))
+	if human {
+		kv("cold_fetches", fmt.Sprintf("%d, %s", st.ColdFetches, humanBytes(st.ColdFetchBytes)))
+	} else {
+		kv("cold_fetches", fmt.Sprintf("%d (%s)", st.ColdFetches, humanBytes(st.ColdFetchBytes)))
+	}
 	kv("archive_backlog", fmt.Sprintf("%d segments, %s", st.BacklogSegments, humanBytes(st.BacklogBytes)))
 	kv("archived", st.Archived)
 	kv("archive_errors", st.ArchiveErrs)
@@ -521,9 +546,20 @@ func printStatus(w io.Writer, st control.Status) {
 	}
 	if len(st.RecentErrors) == 0 {
 		kv("recent_errors", "none")
-		return
+	} else {
+		kv("recent_errors", len(st.RecentErrors))
 	}
-	kv("recent_errors", len(st.RecentErrors))
+	width := 0
+	for _, l := range lines {
+		width = max(width, len(l.k))
+	}
+	for _, l := range lines {
+		if human {
+			fmt.Fprintf(w, "%-*s  %s\n", width+1, l.k+":", l.v)
+		} else {
+			fmt.Fprintf(w, "%s: %s\n", l.k, l.v)
+		}
+	}
 	for _, l := range st.RecentErrors {
 		fmt.Fprintf(w, "  %s\n", l)
 	}

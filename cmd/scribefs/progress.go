@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,10 @@ type progress struct {
 	p   *mpb.Progress
 	bar *mpb.Bar
 
+	// redraw is set on a terminal of unknown width: one line, redrawn
+	// in place by tick.
+	redraw bool
+
 	// mu guards the fields below.
 	mu      sync.Mutex
 	done    int
@@ -38,7 +43,17 @@ var plainEvery = 2 * time.Second
 
 func newProgress(w io.Writer, verb string, total int) *progress {
 	pr := &progress{verb: verb, w: w, start: time.Now(), total: total, stop: make(chan struct{})}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if cols, ok := terminalWidth(w); ok {
+		if cols == 0 {
+			// A terminal that reports no size (a pty nobody sized:
+			// some ssh, script and CI sessions): mpb would fit its
+			// frame into zero columns and draw nothing. Redraw one
+			// line in place instead.
+			pr.redraw = true
+			pr.stopped.Add(1)
+			go pr.tick()
+			return pr
+		}
 		pr.p = mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(150*time.Millisecond))
 		pr.bar = pr.p.AddBar(int64(total),
 			mpb.PrependDecorators(
@@ -46,7 +61,8 @@ func newProgress(w io.Writer, verb string, total int) *progress {
 				decor.CountersNoUnit("%d/%d", decor.WCSyncSpace),
 			),
 			mpb.AppendDecorators(
-				decor.Any(func(decor.Statistics) string { return pr.rate() }, decor.WCSyncSpace),
+				decor.Percentage(decor.WCSyncSpace),
+				decor.Any(func(decor.Statistics) string { return pr.amount() }, decor.WCSyncSpace),
 				decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "done"),
 			),
 		)
@@ -55,6 +71,28 @@ func newProgress(w io.Writer, verb string, total int) *progress {
 	pr.stopped.Add(1)
 	go pr.tick()
 	return pr
+}
+
+// terminalWidth tells whether w is a terminal and how many columns it
+// has (0 when it does not say).
+func terminalWidth(w io.Writer) (int, bool) {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0, false
+	}
+	cols, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		return 0, true
+	}
+	return cols, true
+}
+
+// amount renders the bytes so far and the rates.
+func (pr *progress) amount() string {
+	pr.mu.Lock()
+	bytes := pr.bytes
+	pr.mu.Unlock()
+	return humanBytes(bytes) + ", " + pr.rate()
 }
 
 // rate renders segments and bytes per second so far.
@@ -99,16 +137,58 @@ func (pr *progress) Add(n int64) {
 
 func (pr *progress) tick() {
 	defer pr.stopped.Done()
-	t := time.NewTicker(plainEvery)
+	every := plainEvery
+	if pr.redraw {
+		every = 150 * time.Millisecond
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-pr.stop:
+			if pr.redraw {
+				fmt.Fprintf(pr.w, "\r%s\x1b[K\n", pr.frame())
+			}
 			return
 		case <-t.C:
-			fmt.Fprintln(pr.w, pr.line())
+			if pr.redraw {
+				fmt.Fprintf(pr.w, "\r%s\x1b[K", pr.frame())
+			} else {
+				fmt.Fprintln(pr.w, pr.line())
+			}
 		}
 	}
+}
+
+// frame is the one-line bar of a terminal of unknown width:
+// "exported 23/40 [=========>---------] 57 % 65.8 MiB, 118.6 seg/s 339.3 MiB/s ETA 0s".
+func (pr *progress) frame() string {
+	pr.mu.Lock()
+	done, total := pr.done, pr.total
+	pr.mu.Unlock()
+	const width = 20
+	pct, fill := 0, 0
+	if total > 0 {
+		pct = min(100, done*100/total)
+		fill = min(width, done*width/total)
+	}
+	bar := strings.Repeat("=", fill) + strings.Repeat("-", width-fill)
+	if fill > 0 && fill < width {
+		bar = bar[:fill-1] + ">" + bar[fill:]
+	}
+	return fmt.Sprintf("%s %d/%d [%s] %d %% %s, ETA %s", pr.verb, done, total, bar, pct, pr.amount(), pr.eta())
+}
+
+// eta is the time left at the rate so far, "?" before the first item.
+func (pr *progress) eta() string {
+	pr.mu.Lock()
+	done, total := pr.done, pr.total
+	pr.mu.Unlock()
+	if done == 0 || total < done {
+		return "?"
+	}
+	el := time.Since(pr.start)
+	return (time.Duration(float64(el) / float64(done) * float64(total-done))).Round(time.Second).String()
 }
 
 // line is the plain form: "verified 120/500 segments, 1.2 GiB (24.0 seg/s
@@ -117,12 +197,7 @@ func (pr *progress) line() string {
 	pr.mu.Lock()
 	done, total, bytes := pr.done, pr.total, pr.bytes
 	pr.mu.Unlock()
-	el := time.Since(pr.start)
-	eta := "?"
-	if done > 0 && total >= done {
-		eta = (time.Duration(float64(el) / float64(done) * float64(total-done))).Round(time.Second).String()
-	}
-	return fmt.Sprintf("%s %d/%d segments, %s (%s), ETA %s", pr.verb, done, total, humanBytes(bytes), pr.rate(), eta)
+	return fmt.Sprintf("%s %d/%d segments, %s (%s), ETA %s", pr.verb, done, total, humanBytes(bytes), pr.rate(), pr.eta())
 }
 
 // Finish ends the display and prints the closing line.

@@ -27,6 +27,12 @@ const (
 	gzipOverhead     = 10 + 2 + 4 + 10
 	gzipFooterMember = gzipOverhead + footerLen
 
+	// maxFrameLen bounds one block's compressed frame: more than zstd or
+	// deflate (stored blocks, the worst case) ever write for one block.
+	// A reader allocates a frame buffer of the length the index gives,
+	// so the index may not name more.
+	maxFrameLen = segment.BlockSize + segment.BlockSize/64 + 4096
+
 	// tailProbe is how much of an object's end Stat reads: the footer, and
 	// the index of a segment of up to about 1 GiB.
 	tailProbe = 8 << 10
@@ -96,8 +102,13 @@ func parseFooter(b []byte) (f footer, ok bool, err error) {
 	switch {
 	case f.codec != codecZstd && f.codec != codecGzip:
 		return footer{}, true, fmt.Errorf("%w: codec %d", errFormat, f.codec)
-	case f.blockSize <= 0 || f.size < 0 || f.indexOff < 0:
-		return footer{}, true, fmt.Errorf("%w: block size %d, size %d, index offset %d", errFormat, f.blockSize, f.size, f.indexOff)
+	case f.blockSize != segment.BlockSize:
+		// The format has one block size. A footer may not choose
+		// another: every buffer of a read is sized by it, so a hostile
+		// object could claim gigabytes in a few bytes.
+		return footer{}, true, fmt.Errorf("%w: block size %d, the format's is %d", errFormat, f.blockSize, segment.BlockSize)
+	case f.size < 0 || f.indexOff < 0:
+		return footer{}, true, fmt.Errorf("%w: size %d, index offset %d", errFormat, f.size, f.indexOff)
 	case f.blocks != (f.size+f.blockSize-1)/f.blockSize:
 		return footer{}, true, fmt.Errorf("%w: %d blocks for %d bytes", errFormat, f.blocks, f.size)
 	case f.indexLen != 8*f.blocks:
@@ -176,8 +187,8 @@ func parseIndex(f footer, region []byte) (*layout, error) {
 		offs: make([]int64, f.blocks+1), crcs: make([]uint32, f.blocks)}
 	for i := range f.blocks {
 		n := int64(binary.LittleEndian.Uint32(payload[8*i:]))
-		if n == 0 {
-			return nil, fmt.Errorf("%w: empty frame for block %d", errFormat, i)
+		if n == 0 || n > maxFrameLen {
+			return nil, fmt.Errorf("%w: frame of %d bytes for block %d (at most %d)", errFormat, n, i, maxFrameLen)
 		}
 		l.offs[i+1] = l.offs[i] + n
 		l.crcs[i] = binary.LittleEndian.Uint32(payload[8*i+4:])

@@ -51,8 +51,8 @@ func classify(name string) (nameKind, segment.ID) {
 // the bookkeeping that keeps inode identities right across renames.
 //
 // Locks, in order: a name lock (lockNames) serialises everything that
-// changes what a name refers to (create, unlink, rename, publish, truncate by
-// path), so that for example a publish can never resurrect a segment that an
+// changes what a name refers to (create, unlink, Server.Delete, rename,
+// publish, truncate by path), so that for example a publish can never resurrect a segment that an
 // unlink just removed; then d.mu, held briefly, guards the maps below and the
 // binding fields of every fileNode and draft; then a draft's own locks.
 // Store calls are made under name locks but never under d.mu.

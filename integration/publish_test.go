@@ -227,9 +227,16 @@ func TestSocketRmOfOpenFile(t *testing.T) {
 			}
 		})
 	}
+	// A segment that does not exist: the same answer with and without the
+	// mount.
+	rmMissing := func() result { return e.run(nil, "rm", "999") }
+	mounted := rmMissing()
 	m.unmount()
 	if got := e.mustRun(nil, "ls"); got != "" {
-		t.Fatalf("segments after remount: %q, want none", got)
+		t.Fatalf("segments after unmount: %q, want none", got)
+	}
+	if alone := rmMissing(); mounted != alone || alone.code != 1 || !strings.Contains(alone.stderr, "segment 999: not found") {
+		t.Fatalf("rm of a missing segment: %+v beside the mount, %+v without", mounted, alone)
 	}
 }
 

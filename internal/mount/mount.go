@@ -3,10 +3,7 @@
 // left, the bucket's writer lease, the control socket, the store's
 // background work, the first listing of the bucket, the FUSE server), Wait
 // serves until the file system is unmounted, Shutdown unmounts it, and
-// Close takes the rest down in reverse. Once the file system is mounted, the
-// control socket's deletes go through it (fs.Server.Delete), so that
-// `scribefs rm` beside the mount treats files open for writing as unlink
-// through the mount does.
+// Close takes the rest down in reverse.
 //
 // cmd/scribefs reads the flags and the configuration, assembles the store
 // and hands both here: this package reads no flags, environment or files of

@@ -51,8 +51,9 @@
 //	stream       stream.go     a draft being stored while appends continue
 //	gatedStore   gate.go       the Store, shut once the mount has ended
 //
-// Mount, Options and Server are in mount.go; the inode numbering in ino.go;
-// toErrno in errno.go.
+// Mount, Options and Server (with Server.Delete) are in mount.go; the inode
+// numbering in ino.go; toErrno in errno.go; spool files and CleanSpool in
+// spool.go.
 //
 // # Reading
 //
@@ -66,19 +67,44 @@
 // # Writing
 //
 // Writes never go to the store directly and are never held in memory: a file
-// opened for writing gets a draft, a spool file under Store.SpoolDir. An
-// existing segment's bytes are copied into the spool lazily, on the first
-// change (so >> and dd conv=notrunc work); O_TRUNC and truncate are staged
-// like writes. All handles writing one file share its draft, and reads of a
-// file with unpublished changes see the draft (read-your-writes within the
-// mount), as does stat. When a handle that changed the file is closed (FLUSH, which
-// close(2) waits for) or fsynced, the draft replaces the segment in one
-// Store.Put; close returns the Put's error. A file that was only created or
-// emptied (touch, : > f) is published by the last close (RELEASE) instead, so
-// that the duplicate descriptor a shell closes right after opening never
-// publishes an empty version of a segment about to be rewritten. A file may
-// not grow past Store.MaxSegmentBytes (EFBIG); a new file whose writes failed
-// is not stored at all.
+// opened for writing gets a draft, a spool file under Store.SpoolDir (named
+// .scribefs-spool-<digits> and unlinked at once; CleanSpool removes the
+// ones a crash left between the two steps, and nothing else). An existing
+// segment's bytes are copied into the spool lazily, on the first change (so
+// >> and dd conv=notrunc work); O_TRUNC and truncate are staged like
+// writes. All handles writing one file share its draft, and reads of a file
+// with unpublished changes see the draft (read-your-writes within the
+// mount), as does stat. A file may not grow past Store.MaxSegmentBytes
+// (EFBIG); a new file whose writes failed is not stored at all.
+//
+// Publish points: the draft replaces the segment in one Store.Put at
+//
+//	FLUSH    close(2) of any descriptor of a handle that changed the
+//	         file since the last publish, even if it only created or
+//	         emptied it (touch, : > f, O_TRUNC); close returns the
+//	         Put's error
+//	FSYNC    fsync(2) or fdatasync(2) of any descriptor of the file,
+//	         whichever descriptor made the changes, even one opened
+//	         read-only (sync FILE); fsync returns the Put's error
+//	RELEASE  changes made after the last FLUSH (writes through a shared
+//	         mapping after close); the kernel reports nothing, so a
+//	         failure is only logged, and a publish whose failure close
+//	         already reported is not retried
+//
+// So once close or fsync returns 0 the change is in the store. A shell
+// redirection (cmd > f) closes a duplicate of the descriptor right after
+// opening it, which publishes the truncation at once: readers then see
+// the file empty until cmd's output is published at its close, and if cmd
+// fails the segment stays empty, as on a local disk. A new file created
+// that way whose writes then fail is removed again (it was only an empty
+// creation), keeping the rule above.
+//
+// Deleting: unlink of segments/<id> removes the segment from the store and
+// detaches a draft bound to the name, so that writers still holding the
+// file keep writing into a file without a name and their close stores
+// nothing. Server.Delete does the same for deletes from outside the mount
+// (the control socket's rm), under the same name lock, and tells the
+// kernel to forget the name.
 //
 // A file written by appends (cp, a download, a ledger writing a segment) is
 // streamed into the store once it passes 8 MiB (stream.go): a
@@ -103,5 +129,6 @@
 //
 // Touch storage other than through Store; hold a whole file in memory; block
 // the kernel on a notification while it waits for us; publish a version that
-// a writer has not closed.
+// no writer has closed or fsynced; delete a file in the spool directory
+// that it did not create.
 package fs

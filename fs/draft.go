@@ -54,14 +54,11 @@ type draft struct {
 	mtime    time.Time // of the last change, or as set by utimes
 	err      error     // first failed write: the draft is then never published
 	closed   bool
-	// strong: a pending change gives the file contents (a write, a
-	// truncation to a non-zero size). Changes that only leave it empty
-	// (creation, O_TRUNC) are published by the last close (RELEASE) or
-	// fsync, not by FLUSH: shells and dd close a duplicate descriptor right
-	// after opening, and publishing then would show readers an empty
-	// version of a segment that is about to be rewritten.
-	strong bool
-	fresh  bool // the draft started from nothing (a new file)
+	fresh    bool // the draft started from nothing (a new file)
+	// filled: a publish stored a non-empty version. A new file whose
+	// writes then fail is removed again unless it was (see
+	// segmentsDir.publishDraft).
+	filled bool
 	// st stores the spool while appends continue (see stream); noStream
 	// is set once one was aborted, until the next publish.
 	st       *stream
@@ -179,7 +176,6 @@ func (dr *draft) writeAt(p []byte, off, limit int64) (seq uint64, streamable boo
 	}
 	dr.size = max(dr.size, end)
 	dr.touchLocked()
-	dr.strong = true
 	if dr.st != nil {
 		dr.st.grow(dr.size)
 	}
@@ -251,7 +247,6 @@ func (dr *draft) truncate(size, limit int64) (uint64, error) {
 	}
 	dr.size = size
 	dr.touchLocked()
-	dr.strong = dr.strong || size > 0
 	return dr.seq, nil
 }
 
@@ -300,13 +295,10 @@ func (dr *draft) ensureSpoolLocked() error {
 	if dr.spool != nil {
 		return nil
 	}
-	f, err := os.CreateTemp(dr.spoolDir, ".scribefs-spool-*")
+	f, err := createSpool(dr.spoolDir)
 	if err != nil {
 		return fmt.Errorf("create spool file: %w", err)
 	}
-	// Unlinked at once: the spool disappears with the last descriptor, even
-	// if the process is killed.
-	os.Remove(f.Name())
 	dr.spool = f
 	return nil
 }
@@ -326,7 +318,7 @@ func (dr *draft) publish(ctx context.Context, store Store, id segment.ID, force 
 		dr.mu.RUnlock()
 		return dr.err
 	}
-	seq := dr.seq
+	seq, size := dr.seq, dr.size
 	if !force && seq == dr.pubSeq {
 		dr.mu.RUnlock()
 		return nil
@@ -339,7 +331,7 @@ func (dr *draft) publish(ctx context.Context, store Store, id segment.ID, force 
 		if st.id == id {
 			if err := st.finish(dr.size, mtime); err == nil {
 				dr.mu.RUnlock()
-				dr.published(seq, st)
+				dr.published(seq, size, st)
 				return nil
 			}
 			// Fall back to a plain Put, which reports its own error.
@@ -368,45 +360,32 @@ func (dr *draft) publish(ctx context.Context, store Store, id segment.ID, force 
 		}
 		return err
 	}
-	dr.published(seq, st)
+	dr.published(seq, size, st)
 	return nil
 }
 
-// published records that the changes up to seq are stored; st, the stream
-// that was finished or abandoned by the publish, is done with.
-func (dr *draft) published(seq uint64, st *stream) {
+// published records that the changes up to seq, size bytes, are stored; st,
+// the stream that was finished or abandoned by the publish, is done with.
+func (dr *draft) published(seq uint64, size int64, st *stream) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
 	if seq > dr.pubSeq {
 		dr.pubSeq = seq
-		dr.strong = false
 	}
+	dr.filled = dr.filled || size > 0
 	if st != nil && dr.st == st {
 		dr.st = nil
 	}
 	dr.noStream = false
 }
 
-// failedNew reports whether the draft is a new file whose writes failed.
-func (dr *draft) failedNew() bool {
+// failedNew reports whether the draft is a new file whose writes failed,
+// and whether what it stored so far is only its creation (an empty file,
+// stored by the close of a duplicate descriptor).
+func (dr *draft) failedNew() (failed, createdOnly bool) {
 	dr.mu.RLock()
 	defer dr.mu.RUnlock()
-	return dr.fresh && dr.err != nil
-}
-
-// failed reports whether a write failed.
-func (dr *draft) failed() bool {
-	dr.mu.RLock()
-	defer dr.mu.RUnlock()
-	return dr.err != nil
-}
-
-// pending reports whether the draft has unpublished changes, and whether any
-// of them is more than emptying the file.
-func (dr *draft) pending() (dirty, strong bool) {
-	dr.mu.RLock()
-	defer dr.mu.RUnlock()
-	return dr.seq > dr.pubSeq, dr.strong
+	return dr.fresh && dr.err != nil, dr.pubSeq > 0 && !dr.filled
 }
 
 // ensureLoaded copies the base version into the spool (renaming a segment to

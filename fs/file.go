@@ -240,6 +240,7 @@ func (n *fileNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, of
 	}
 	seq, streamable, err := h.draft.writeAt(data, off, n.dir.fsys.store.MaxSegmentBytes())
 	if err != nil {
+		h.failed()
 		return 0, n.dir.fsys.fail("write", n.dir.nameOf(n), err)
 	}
 	h.wrote(seq)
@@ -286,8 +287,9 @@ func (n *fileNode) Allocate(ctx context.Context, f gofs.FileHandle, off uint64, 
 var _ = (gofs.NodeFlusher)((*fileNode)(nil))
 
 // Flush runs for every close(2) of a descriptor of the handle. If the handle
-// changed the file, the draft is published here, synchronously, so that
-// close returns success only once Store.Put did.
+// changed the file (even if it only created or emptied it), the draft is
+// published here, synchronously, so that close returns success only once
+// Store.Put did.
 func (n *fileNode) Flush(ctx context.Context, f gofs.FileHandle) syscall.Errno {
 	h, ok := f.(*openFile)
 	if !ok || !h.write {
@@ -298,12 +300,15 @@ func (n *fileNode) Flush(ctx context.Context, f gofs.FileHandle) syscall.Errno {
 
 var _ = (gofs.NodeFsyncer)((*fileNode)(nil))
 
+// Fsync publishes the file's pending changes, whichever descriptor made
+// them: fsync of one descriptor (or sync FILE, which opens the file
+// read-only) covers writes made through another.
 func (n *fileNode) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
-	h, ok := f.(*openFile)
-	if !ok || !h.write {
+	h, _ := f.(*openFile)
+	if n.dir.fsys.readOnly {
 		return 0
 	}
-	return n.dir.flush(ctx, h, "fsync")
+	return n.dir.sync(ctx, n, h)
 }
 
 var _ = (gofs.NodeReleaser)((*fileNode)(nil))

@@ -88,17 +88,28 @@ type openFile struct {
 	// wroteSeq when a publish for this handle failed: its close reported
 	// the error, so RELEASE does not try again. Guarded by draft.mu.
 	wroteSeq, failedSeq uint64
+	// writeFailed: a change through this handle failed, so the draft is
+	// never published; its close reports that (and drops a new file).
+	// Guarded by draft.mu.
+	writeFailed bool
 }
 
 // dirty reports whether this handle changed the draft since it was last
-// published.
+// published, or failed to.
 func (h *openFile) dirty() bool {
 	if h.draft == nil || !h.write {
 		return false
 	}
 	h.draft.mu.RLock()
 	defer h.draft.mu.RUnlock()
-	return h.wroteSeq > h.draft.pubSeq
+	return h.wroteSeq > h.draft.pubSeq || h.writeFailed
+}
+
+// failed records that a change through this handle failed.
+func (h *openFile) failed() {
+	h.draft.mu.Lock()
+	h.writeFailed = true
+	h.draft.mu.Unlock()
 }
 
 // publishFailed records that publishing this handle's changes failed.

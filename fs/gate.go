@@ -10,9 +10,9 @@ import (
 	"github.com/scribefs/scribefs/segment"
 )
 
-// errUnmounted is returned for store calls after the mount was shut down; it
-// becomes EIO.
-var errUnmounted = errors.New("file system unmounted")
+// ErrUnmounted is returned for store calls after the mount was shut down (it
+// becomes EIO), and by Server.Delete once the mount has ended.
+var ErrUnmounted = errors.New("file system unmounted")
 
 // gatedStore wraps the Store so that none of its methods runs once the mount
 // has ended: after Shutdown (or an external unmount) returns, the caller may
@@ -49,7 +49,7 @@ func (g *gatedStore) close() {
 
 func (g *gatedStore) Stat(ctx context.Context, id segment.ID) (segment.Info, error) {
 	if !g.enter() {
-		return segment.Info{}, errUnmounted
+		return segment.Info{}, ErrUnmounted
 	}
 	defer g.exit()
 	return g.Store.Stat(ctx, id)
@@ -57,7 +57,7 @@ func (g *gatedStore) Stat(ctx context.Context, id segment.ID) (segment.Info, err
 
 func (g *gatedStore) List(ctx context.Context, fn func(segment.Info) error) error {
 	if !g.enter() {
-		return errUnmounted
+		return ErrUnmounted
 	}
 	defer g.exit()
 	return g.Store.List(ctx, fn)
@@ -65,7 +65,7 @@ func (g *gatedStore) List(ctx context.Context, fn func(segment.Info) error) erro
 
 func (g *gatedStore) Open(ctx context.Context, id segment.ID) (Reader, error) {
 	if !g.enter() {
-		return nil, errUnmounted
+		return nil, ErrUnmounted
 	}
 	defer g.exit()
 	r, err := g.Store.Open(ctx, id)
@@ -77,7 +77,7 @@ func (g *gatedStore) Open(ctx context.Context, id segment.ID) (Reader, error) {
 
 func (g *gatedStore) Put(ctx context.Context, id segment.ID, r io.Reader, size int64, mtime time.Time) (segment.Info, error) {
 	if !g.enter() {
-		return segment.Info{}, errUnmounted
+		return segment.Info{}, ErrUnmounted
 	}
 	defer g.exit()
 	return g.Store.Put(ctx, id, r, size, mtime)
@@ -85,7 +85,7 @@ func (g *gatedStore) Put(ctx context.Context, id segment.ID, r io.Reader, size i
 
 func (g *gatedStore) PutStream(ctx context.Context, id segment.ID, r io.Reader, mtime func() time.Time) (segment.Info, error) {
 	if !g.enter() {
-		return segment.Info{}, errUnmounted
+		return segment.Info{}, ErrUnmounted
 	}
 	defer g.exit()
 	return g.Store.PutStream(ctx, id, r, mtime)
@@ -93,7 +93,7 @@ func (g *gatedStore) PutStream(ctx context.Context, id segment.ID, r io.Reader, 
 
 func (g *gatedStore) Delete(ctx context.Context, id segment.ID) error {
 	if !g.enter() {
-		return errUnmounted
+		return ErrUnmounted
 	}
 	defer g.exit()
 	return g.Store.Delete(ctx, id)
@@ -101,7 +101,7 @@ func (g *gatedStore) Delete(ctx context.Context, id segment.ID) error {
 
 func (g *gatedStore) Rename(ctx context.Context, from, to segment.ID) error {
 	if !g.enter() {
-		return errUnmounted
+		return ErrUnmounted
 	}
 	defer g.exit()
 	return g.Store.Rename(ctx, from, to)
@@ -109,7 +109,7 @@ func (g *gatedStore) Rename(ctx context.Context, from, to segment.ID) error {
 
 func (g *gatedStore) SetModTime(ctx context.Context, id segment.ID, mtime time.Time) error {
 	if !g.enter() {
-		return errUnmounted
+		return ErrUnmounted
 	}
 	defer g.exit()
 	return g.Store.SetModTime(ctx, id, mtime)
@@ -117,7 +117,7 @@ func (g *gatedStore) SetModTime(ctx context.Context, id segment.ID, mtime time.T
 
 func (g *gatedStore) Space() (total, free uint64, err error) {
 	if !g.enter() {
-		return 0, 0, errUnmounted
+		return 0, 0, ErrUnmounted
 	}
 	defer g.exit()
 	return g.Store.Space()
@@ -132,7 +132,7 @@ type gatedReader struct {
 
 func (r *gatedReader) ReadAt(p []byte, off int64) (int, error) {
 	if !r.g.enter() {
-		return 0, errUnmounted
+		return 0, ErrUnmounted
 	}
 	defer r.g.exit()
 	return r.Reader.ReadAt(p, off)

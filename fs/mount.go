@@ -2,6 +2,7 @@ package fs
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	iofs "io/fs"
@@ -17,6 +18,8 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/scribefs/scribefs/segment"
 )
 
 // Options configure a mount. The zero value is a private, read-write mount
@@ -164,6 +167,26 @@ func (s *Server) finish() {
 // Wait blocks until the file system is unmounted: by Shutdown, or from outside
 // (umount, fusermount3 -u).
 func (s *Server) Wait() { <-s.done }
+
+// Delete removes segment id exactly as unlink of segments/<id> through the
+// mount does, for callers beside the mount (the control socket's rm): under
+// the name's lock, so that a file open for writing under that name is
+// detached from it and its close never stores it again (its writes go on
+// into a file that no longer has a name, as on a local disk), and a file
+// still being created disappears. The kernel is told to forget the name.
+// Once the mount has ended it returns ErrUnmounted without touching the
+// store, and the caller may delete through the store directly: no file is
+// open through the mount any more.
+func (s *Server) Delete(ctx context.Context, id segment.ID) error {
+	d := s.fsys.segments
+	if err := d.remove(ctx, id); err != nil {
+		return err
+	}
+	// Not under any lock of ours: the kernel handles the notification
+	// under the directory's lock, which a request waiting on us may hold.
+	d.NotifyEntry(id.String())
+	return nil
+}
 
 // Shutdown unmounts gracefully. New opens fail at once (ESHUTDOWN); files
 // open for writing get up to grace to be closed, and are published as usual

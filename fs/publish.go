@@ -9,6 +9,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/segment"
 )
 
 // Publishing drafts, and the attribute changes that go through them.
@@ -23,11 +24,13 @@ func (d *segmentsDir) published(n *fileNode) {
 	go n.NotifyContent(-1, 0)
 }
 
-// flush publishes the draft of handle h if h changed it. It runs for
-// close(2) (FLUSH), fsync and RELEASE; the result of the Put is what close
-// returns. RELEASE publishes what FLUSH left (changes that only emptied the
-// file, writes through a shared mapping after close) but does not retry a
-// publish whose failure close already reported.
+// flush publishes the changes handle h made. It runs for close(2) (FLUSH)
+// and RELEASE; the result of the Put is what close returns. Every change is
+// published by the close that follows it, including a file only created or
+// emptied (touch, : > f, O_TRUNC): once close returns 0 the change is in
+// the store. RELEASE publishes what FLUSH left (writes through a shared
+// mapping after close) but does not retry a publish whose failure close
+// already reported.
 func (d *segmentsDir) flush(ctx context.Context, h *openFile, op string) syscall.Errno {
 	if !h.dirty() {
 		return 0
@@ -35,9 +38,47 @@ func (d *segmentsDir) flush(ctx context.Context, h *openFile, op string) syscall
 	if op == "release" && !h.retryable() {
 		return 0 // close already reported the failure; the old version stays
 	}
-	if dirty, strong := h.draft.pending(); op == "flush" && dirty && !strong && !h.draft.failed() {
-		return 0 // only emptied so far: published by RELEASE (see draft.strong)
+	errno := d.publishDraft(ctx, h.draft, h.node, op)
+	if errno != 0 {
+		h.publishFailed()
 	}
+	return errno
+}
+
+// sync publishes every pending change of the file behind node n, whichever
+// handle made it: fsync of any descriptor of a file, even one opened
+// read-only (sync FILE), makes what was written through the others durable,
+// as POSIX readers expect. h is the handle fsync was called on, if any.
+func (d *segmentsDir) sync(ctx context.Context, n *fileNode, h *openFile) syscall.Errno {
+	var dr *draft
+	if h != nil {
+		dr = h.draft
+	}
+	if dr == nil {
+		// A pinned reader, or no handle: the file's changes are in the
+		// draft bound to the node's name, if there is one.
+		d.mu.Lock()
+		name, unlinked := n.name, n.unlinked
+		d.mu.Unlock()
+		if unlinked {
+			return 0 // what the name holds now is another file
+		}
+		if dr = d.attachDraft(name); dr == nil {
+			return 0
+		}
+		defer d.releaseDraft(dr)
+	}
+	if !dr.dirty() {
+		return 0
+	}
+	return d.publishDraft(ctx, dr, n, "fsync")
+}
+
+// publishDraft stores draft dr under the segment name it is bound to, if it
+// has unpublished changes; n is a node of the file, whose cached attributes
+// are then refreshed. A draft bound to a temp name, or to none (unlinked),
+// is not stored.
+func (d *segmentsDir) publishDraft(ctx context.Context, dr *draft, n *fileNode, op string) syscall.Errno {
 	if d.fsys.discard.Load() {
 		return syscall.EIO // unmounting: writes still open after the grace period are dropped
 	}
@@ -46,7 +87,7 @@ func (d *segmentsDir) flush(ctx context.Context, h *openFile, op string) syscall
 	ctx = context.WithoutCancel(ctx)
 	for {
 		d.mu.Lock()
-		name := h.draft.name
+		name := dr.name
 		d.mu.Unlock()
 		kind, id := classify(name)
 		if kind != segmentName {
@@ -54,22 +95,24 @@ func (d *segmentsDir) flush(ctx context.Context, h *openFile, op string) syscall
 		}
 		unlock := d.lockNames(name)
 		d.mu.Lock()
-		moved := h.draft.name != name
+		moved := dr.name != name
 		d.mu.Unlock()
 		if moved {
 			unlock()
 			continue
 		}
-		err := h.draft.publish(ctx, d.fsys.store, id, false)
+		err := dr.publish(ctx, d.fsys.store, id, false)
 		if err == nil {
 			unlock()
-			d.published(h.node)
+			d.published(n)
 			return 0
 		}
-		h.publishFailed()
-		failed := h.draft.failedNew()
+		failed, createdOnly := dr.failedNew()
 		if failed {
-			d.abandonLocked(h.draft, name)
+			d.abandonLocked(dr, name)
+			if createdOnly {
+				d.dropCreated(ctx, id)
+			}
 		}
 		unlock()
 		if failed {
@@ -80,6 +123,21 @@ func (d *segmentsDir) flush(ctx context.Context, h *openFile, op string) syscall
 			d.NotifyEntry(name)
 		}
 		return d.fsys.fail(op, name, err)
+	}
+}
+
+// dropCreated removes the empty segment that the close of a duplicate
+// descriptor stored for a new file whose writes then failed (a shell's
+// `cmd > new` closes one right after opening): such a file is not stored
+// at all, as if its creation had failed. Only an empty segment is removed.
+// The caller holds the name lock.
+func (d *segmentsDir) dropCreated(ctx context.Context, id segment.ID) {
+	info, err := d.fsys.store.Stat(ctx, id)
+	if err != nil || info.Size != 0 {
+		return
+	}
+	if err := d.fsys.store.Delete(ctx, id); err != nil && !errors.Is(err, backend.ErrNotFound) {
+		d.fsys.fail("unlink", id.String(), err)
 	}
 }
 
@@ -153,6 +211,7 @@ func (d *segmentsDir) truncate(ctx context.Context, n *fileNode, h *openFile, si
 	if h != nil && h.write {
 		seq, err := h.draft.truncate(int64(size), limit)
 		if err != nil {
+			h.failed()
 			return d.fsys.fail("truncate", d.nameOf(n), err)
 		}
 		h.wrote(seq)

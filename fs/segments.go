@@ -51,8 +51,8 @@ func classify(name string) (nameKind, segment.ID) {
 // the bookkeeping that keeps inode identities right across renames.
 //
 // Locks, in order: a name lock (lockNames) serialises everything that
-// changes what a name refers to (create, unlink, rename, publish, truncate by
-// path), so that for example a publish can never resurrect a segment that an
+// changes what a name refers to (create, unlink, Server.Delete, rename,
+// publish, truncate by path), so that for example a publish can never resurrect a segment that an
 // unlink just removed; then d.mu, held briefly, guards the maps below and the
 // binding fields of every fileNode and draft; then a draft's own locks.
 // Store calls are made under name locks but never under d.mu.
@@ -226,40 +226,56 @@ func (d *segmentsDir) Unlink(ctx context.Context, name string) syscall.Errno {
 	if kind == badName {
 		return syscall.ENOENT
 	}
-	unlock := d.lockNames(name)
-	defer unlock()
-	var idle *draft
-	switch kind {
-	case tempName:
-		d.mu.Lock()
-		dr := d.temps[name]
-		if dr == nil {
-			d.mu.Unlock()
-			return syscall.ENOENT
-		}
-		if d.unbindLocked(dr) {
-			idle = dr
-		}
-		d.mu.Unlock()
-	case segmentName:
-		err := d.fsys.store.Delete(context.WithoutCancel(ctx), id)
-		d.mu.Lock()
-		dr := d.drafts[id]
-		if err != nil && !(dr != nil && errors.Is(err, backend.ErrNotFound)) {
-			d.mu.Unlock()
+	if kind == segmentName {
+		if err := d.remove(ctx, id); err != nil {
 			return d.fsys.fail("unlink", name, err)
 		}
-		if dr != nil && d.unbindLocked(dr) {
-			idle = dr
-		}
-		d.mu.Unlock()
+		return 0
 	}
-	if idle != nil {
-		idle.close()
+	unlock := d.lockNames(name)
+	defer unlock()
+	d.mu.Lock()
+	dr := d.temps[name]
+	if dr == nil {
+		d.mu.Unlock()
+		return syscall.ENOENT
+	}
+	idle := d.unbindLocked(dr)
+	d.mu.Unlock()
+	if idle {
+		dr.close()
 	}
 	d.markUnlinked(name)
 	d.st.modified()
 	return 0
+}
+
+// remove deletes segment id as unlink does, under its name lock: the segment
+// leaves the store, and a draft bound to the name (a file open for writing
+// through the mount) is detached from it, so that its writers' close never
+// stores it again. It is how Server.Delete removes a segment for others (the
+// control socket) too, so that both agree on what deleting an open file
+// means. A segment that exists only as a draft (created, not yet closed)
+// is removed by detaching the draft.
+func (d *segmentsDir) remove(ctx context.Context, id segment.ID) error {
+	name := id.String()
+	unlock := d.lockNames(name)
+	defer unlock()
+	err := d.fsys.store.Delete(context.WithoutCancel(ctx), id)
+	d.mu.Lock()
+	dr := d.drafts[id]
+	if err != nil && !(dr != nil && errors.Is(err, backend.ErrNotFound)) {
+		d.mu.Unlock()
+		return err
+	}
+	idle := dr != nil && d.unbindLocked(dr)
+	d.mu.Unlock()
+	if idle {
+		dr.close()
+	}
+	d.markUnlinked(name)
+	d.st.modified()
+	return nil
 }
 
 var _ = (gofs.NodeRenamer)((*segmentsDir)(nil))

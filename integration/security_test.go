@@ -164,7 +164,8 @@ func TestReadOnlyAndPrivate(t *testing.T) {
 }
 
 // TestTooLargeThroughMount: a write past max_segment_bytes is EFBIG and
-// stores nothing; the old version stays.
+// stores nothing of what was written; the old version stays unless the
+// writer emptied the file (O_TRUNC) and closed a descriptor of it before.
 func TestTooLargeThroughMount(t *testing.T) {
 	e := newEnv(t, "")
 	orig, _ := os.ReadFile(e.cfgPath)
@@ -179,8 +180,21 @@ func TestTooLargeThroughMount(t *testing.T) {
 	if err == nil || !strings.Contains(out, "File too large") {
 		t.Fatalf("oversized new file: %v %q", err, out)
 	}
-	if got := sh(t, m.Segs(), "cat 1; ls | sort -n"); got != "old1\n" {
+	// The shell truncated 1 when it closed its duplicate of the
+	// descriptor (published then, as close(2) promises), so 1 is empty,
+	// as on a local disk; the new file 2, whose only write failed, is not
+	// stored at all.
+	if got := sh(t, m.Segs(), "cat 1; ls | sort -n"); got != "1\n" {
 		t.Fatalf("after refused writes: %q", got)
+	}
+	// Without the shell's truncation the old version stays.
+	e.mustRun(strings.NewReader("old"), "put", "1")
+	out, err = shErr(m.Segs(), "head -c 1001 /dev/zero | dd of=1 conv=notrunc status=none")
+	if err == nil || !strings.Contains(out, "File too large") {
+		t.Fatalf("oversized overwrite in place: %v %q", err, out)
+	}
+	if got := sh(t, m.Segs(), "cat 1"); got != "old" {
+		t.Fatalf("after a refused overwrite in place: %q", got)
 	}
 	// renames out of segments/ are refused; nothing moves
 	for _, script := range []string{"mv 1 ../x", "mv 1 ../segments2"} {

@@ -365,26 +365,6 @@ func (l *limitReader) Read(p []byte) (int, error) {
 // of the bucket.
 func (s *Store) Synced() <-chan struct{} { return s.recon.syncedCh }
 
-// CleanSpool removes files left in the spool directory by a process that
-// died with files open for writing. Only a mount calls it, before serving:
-// those writes were never acknowledged, so nothing is lost.
-func (s *Store) CleanSpool() (int, error) {
-	entries, err := os.ReadDir(s.cfg.SpoolDir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return 0, nil
-		}
-		return 0, err
-	}
-	n := 0
-	for _, e := range entries {
-		if e.Type().IsRegular() && os.Remove(filepath.Join(s.cfg.SpoolDir, e.Name())) == nil {
-			n++
-		}
-	}
-	return n, nil
-}
-
 func (p *parts) coldWritable(op string, id segment.ID) error {
 	if why := p.fenced.Load(); why != nil {
 		return fmt.Errorf("%s segment %d: cold tier fenced: %v: %w", op, id, *why, backend.ErrReadOnly)

@@ -13,14 +13,17 @@ package mount
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/scribefs/scribefs/backend/s3"
 	"github.com/scribefs/scribefs/fs"
 	"github.com/scribefs/scribefs/internal/control"
+	"github.com/scribefs/scribefs/segment"
 	"github.com/scribefs/scribefs/tier"
 )
 
@@ -62,7 +65,29 @@ type Mount struct {
 	lease  *LeaseKeeper
 	ctl    *control.Server
 	srv    *fs.Server
-	done   chan struct{} // closed when the store's background work returned
+	fsrv   atomic.Pointer[fs.Server] // srv, for the control socket, once mounted
+	done   chan struct{}             // closed when the store's background work returned
+}
+
+// mountAPI is the control socket's API of a running mount: the store's,
+// except that a delete goes through the file system once it is mounted, so
+// that `scribefs rm ID` and unlink of segments/<id> agree on what deleting a
+// file open for writing means (the writer's close does not store it again;
+// see fs.Server.Delete).
+type mountAPI struct {
+	control.API
+	fsrv *atomic.Pointer[fs.Server]
+}
+
+func (a *mountAPI) Delete(ctx context.Context, id segment.ID) error {
+	if srv := a.fsrv.Load(); srv != nil {
+		err := srv.Delete(ctx, id)
+		if !errors.Is(err, fs.ErrUnmounted) {
+			return err
+		}
+		// Unmounted: no file is open through the mount any more.
+	}
+	return a.API.Delete(ctx, id)
 }
 
 // Start brings the mount up; on error everything started is taken down
@@ -80,7 +105,7 @@ func Start(ctx context.Context, o Options) (_ *Mount, err error) {
 		}
 	}()
 	if !o.Store.ReadOnly() {
-		if n, err := o.Store.CleanSpool(); err != nil {
+		if n, err := fs.CleanSpool(o.FS.SpoolDir()); err != nil {
 			close(m.done)
 			return nil, err
 		} else if n > 0 {
@@ -107,7 +132,8 @@ func Start(ctx context.Context, o Options) (_ *Mount, err error) {
 			o.Describe(st)
 		}
 	}
-	m.ctl, err = control.Serve(control.SocketPath(o.HotPath), o.API(describe), log)
+	api := &mountAPI{API: o.API(describe), fsrv: &m.fsrv}
+	m.ctl, err = control.Serve(control.SocketPath(o.HotPath), api, log)
 	if err != nil {
 		close(m.done)
 		return nil, err
@@ -133,6 +159,7 @@ func Start(ctx context.Context, o Options) (_ *Mount, err error) {
 	if err != nil {
 		return nil, err
 	}
+	m.fsrv.Store(m.srv)
 	log.Info("mounted", "op", "mount", "mountpoint", o.Mountpoint, "read_only", o.Store.ReadOnly(), "pid", os.Getpid())
 	return m, nil
 }

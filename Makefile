@@ -7,7 +7,7 @@ GO ?= go
 TOOLS := $(CURDIR)/.tools/bin
 MINIO := $(TOOLS)/minio
 MINIO_MODULE := github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
-DEBIAN_PACKAGES := fuse3 rsync fio ca-certificates
+DEBIAN_PACKAGES := fuse3 rsync fio ca-certificates python3
 MNT ?= $(HOME)/scribefs
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 TEST_FLAGS ?= -race -count=1 -timeout 40m

@@ -39,6 +39,11 @@ type sidecar struct {
 // CompressionScribeGzip marks an upstream whole-stream gzip object.
 const CompressionScribeGzip = "gzip"
 
+// maxInflate is the most deflate expands its input (1032:1, a stream of
+// one repeated byte): a sidecar implying more than that for its object
+// is false.
+const maxInflate = 1032
+
 func (b *Backend) sidecarKey(id segment.ID) string { return b.keyPrefix + id.Hex() + ".meta.json" }
 
 func (b *Backend) parseSidecarKey(key string) (segment.ID, bool) {
@@ -100,8 +105,18 @@ func (b *Backend) Stat(ctx context.Context, id segment.ID) (segment.Info, error)
 		info.ModTime = time.Unix(*sc.CreatedAt, 0).UTC()
 	}
 	if sc.IsCompressed {
+		size, err := ledger.CheckedEncodedLen(*sc.OriginalSize, *sc.EntryCount)
+		if err == nil && size > maxInflate*info.Size+64 {
+			err = fmt.Errorf("it implies %d bytes, more than deflate can make of the %d-byte object", size, info.Size)
+		}
+		if err != nil {
+			// The segment cannot be read: EIO on the mount, a problem in
+			// verify; never a size made up from the sidecar.
+			return segment.Info{}, &edgeError{msg: fmt.Sprintf("s3 %s: %s does not describe %s: %v",
+				segOp("stat", id), b.sidecarKey(id), b.key(id), err), kinds: []error{segment.ErrChecksum}}
+		}
 		info.StoredSize = info.Size
-		info.Size = int64(ledger.EncodedLen(*sc.OriginalSize, *sc.EntryCount))
+		info.Size = size
 		info.Compression = CompressionScribeGzip
 		info.Sums = nil // gzip's own CRC checks these bytes
 	}

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -40,6 +41,17 @@ var ErrFormat = errors.New("not a Scribe Ledger segment")
 // values add up to size bytes over n entries: what a sidecar's original_size
 // and entry_count imply.
 func EncodedLen(size, n uint64) uint64 { return size + 32 + 16*n }
+
+// CheckedEncodedLen is EncodedLen for values from an untrusted sidecar:
+// an error, never a wrapped-around or negative length, when they describe
+// no segment a file could hold (more than an int64 of bytes).
+func CheckedEncodedLen(size, n uint64) (int64, error) {
+	const limit = math.MaxInt64
+	if n > (limit-32)/16 || size > limit-32-16*n {
+		return 0, fmt.Errorf("%w: original_size %d and entry_count %d describe more than %d bytes", ErrFormat, size, n, uint64(limit))
+	}
+	return int64(size + 32 + 16*n), nil
+}
 
 // Decode parses b, which must be exactly one encoded segment.
 func Decode(b []byte) (*Segment, error) {

@@ -1,0 +1,66 @@
+package s3
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/scribefs/scribefs/internal/miniotest"
+	"github.com/scribefs/scribefs/segment"
+)
+
+// TestHostileSidecarSizes: a Scribe Ledger sidecar whose sizes overflow, or
+// imply more than deflate can make of the object, makes the segment
+// unreadable (a checksum-kind error naming the sidecar's key), never a
+// negative, zero or invented size; a true sidecar still gives the decoded
+// length.
+func TestHostileSidecarSizes(t *testing.T) {
+	srv := miniotest.Start(t)
+	b := newTestBackend(t, srv, nil)
+	bucket := b.cfg.Bucket
+	c := srv.Client()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(bytes.Repeat([]byte("segment bytes "), 10)) // 140 bytes
+	zw.Close()
+	put := func(key string, body []byte) {
+		t.Helper()
+		if _, err := c.PutObject(ctx, &s3api.PutObjectInput{Bucket: &bucket, Key: aws.String(key), Body: bytes.NewReader(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, tc := range []struct {
+		original, entries uint64
+		ok                bool
+	}{
+		{1<<63 - 1, 1, false},  // wraps negative
+		{1<<64 - 32, 0, false}, // wraps to 0
+		{0, 1<<64/16 - 1, false},
+		{1 << 40, 0, false}, // more than 1032 × the object
+		{108, 0, true},      // 108 + 32 = 140: the true length
+	} {
+		id := segment.ID(10 + i)
+		put(b.key(id), gz.Bytes())
+		put(b.sidecarKey(id), fmt.Appendf(nil, `{"segment_id": %d, "created_at": 1, "archived_at": 2, "original_size": %d, "compressed_size": %d, "is_compressed": true, "entry_count": %d}`,
+			id, tc.original, gz.Len(), tc.entries))
+		info, err := b.Stat(ctx, id)
+		if tc.ok {
+			if err != nil || info.Size != 140 {
+				t.Fatalf("true sidecar: %+v, %v", info, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Fatalf("original_size %d, entry_count %d: stat gave size %d", tc.original, tc.entries, info.Size)
+		}
+		if !errors.Is(err, segment.ErrChecksum) || !strings.Contains(err.Error(), b.sidecarKey(id)) {
+			t.Fatalf("original_size %d, entry_count %d: %v (want a checksum error naming %s)", tc.original, tc.entries, err, b.sidecarKey(id))
+		}
+	}
+}

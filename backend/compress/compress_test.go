@@ -394,6 +394,9 @@ func TestPutAbortsOnChecksumMismatch(t *testing.T) {
 	}
 }
 
+// FuzzParseTrailer feeds arbitrary objects to the footer and index
+// parsers: no panic, and what they accept bounds every buffer a read of
+// the object allocates (block size, frame lengths).
 func FuzzParseTrailer(f *testing.F) {
 	for _, mode := range []Mode{Zstd, Gzip} {
 		for _, n := range []int{0, 1, 3*segment.BlockSize + 1} {
@@ -428,6 +431,16 @@ func FuzzParseTrailer(f *testing.F) {
 		}
 		if int64(len(l.crcs)) != fo.blocks || l.offs[len(l.crcs)] > fo.indexOff {
 			t.Fatalf("accepted index of %d blocks ending at %d for footer %+v", len(l.crcs), l.offs[len(l.crcs)], fo)
+		}
+		// What a reader will allocate is bounded by the format, not by
+		// what the object claims.
+		if l.blockSize != segment.BlockSize {
+			t.Fatalf("accepted block size %d", l.blockSize)
+		}
+		for i := range l.crcs {
+			if n := l.offs[i+1] - l.offs[i]; n <= 0 || n > maxFrameLen {
+				t.Fatalf("accepted frame %d of %d bytes", i, n)
+			}
 		}
 	})
 }

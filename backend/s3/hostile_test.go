@@ -64,3 +64,29 @@ func TestHostileSidecarSizes(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSidecar feeds arbitrary bytes to the sidecar parser and the size it
+// implies: no panic; an accepted compressed sidecar gives a size that is
+// positive and within what deflate makes of the object, or an error.
+func FuzzSidecar(f *testing.F) {
+	f.Add([]byte(`{"segment_id": 7, "created_at": 1, "archived_at": 2, "original_size": 108, "compressed_size": 60, "is_compressed": true, "entry_count": 0}`), int64(60))
+	f.Add([]byte(`{"segment_id": 7, "original_size": 9223372036854775807, "is_compressed": true, "entry_count": 1}`), int64(100))
+	f.Add([]byte(`{"original_size": 18446744073709551584, "is_compressed": true, "entry_count": 0}`), int64(100))
+	f.Add([]byte(`{"is_compressed": false}`), int64(1))
+	f.Fuzz(func(t *testing.T, data []byte, stored int64) {
+		if stored < 0 || stored > 1<<40 {
+			return
+		}
+		sc, err := parseSidecar(7, bytes.NewReader(data))
+		if err != nil || !sc.IsCompressed {
+			return
+		}
+		size, err := sc.decodedSize(stored)
+		if err != nil {
+			return
+		}
+		if size < 32 || size > maxInflate*stored+64 {
+			t.Fatalf("sidecar %q of a %d-byte object gives size %d", data, stored, size)
+		}
+	})
+}

@@ -71,16 +71,38 @@ func (b *Backend) readSidecar(ctx context.Context, id segment.ID) (sc sidecar, o
 		return sidecar{}, false, err
 	}
 	defer out.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(out.Body, 1<<20)).Decode(&sc); err != nil {
-		return sidecar{}, false, fmt.Errorf("s3 %s: %s is not valid JSON: %w", op, b.sidecarKey(id), backend.ErrInvalid)
-	}
-	if sc.SegmentID != nil && *sc.SegmentID != uint64(id) {
-		return sidecar{}, false, fmt.Errorf("s3 %s: %s names segment %d: %w", op, b.sidecarKey(id), *sc.SegmentID, backend.ErrInvalid)
-	}
-	if sc.IsCompressed && (sc.OriginalSize == nil || sc.EntryCount == nil) {
-		return sidecar{}, false, fmt.Errorf("s3 %s: %s lacks original_size or entry_count: %w", op, b.sidecarKey(id), backend.ErrInvalid)
+	sc, err = parseSidecar(id, io.LimitReader(out.Body, 1<<20))
+	if err != nil {
+		return sidecar{}, false, fmt.Errorf("s3 %s: %s %w", op, b.sidecarKey(id), err)
 	}
 	return sc, true, nil
+}
+
+// parseSidecar decodes and checks the sidecar of segment id; errors read
+// after the sidecar's name.
+func parseSidecar(id segment.ID, r io.Reader) (sidecar, error) {
+	var sc sidecar
+	if err := json.NewDecoder(r).Decode(&sc); err != nil {
+		return sidecar{}, fmt.Errorf("is not valid JSON: %w", backend.ErrInvalid)
+	}
+	if sc.SegmentID != nil && *sc.SegmentID != uint64(id) {
+		return sidecar{}, fmt.Errorf("names segment %d: %w", *sc.SegmentID, backend.ErrInvalid)
+	}
+	if sc.IsCompressed && (sc.OriginalSize == nil || sc.EntryCount == nil) {
+		return sidecar{}, fmt.Errorf("lacks original_size or entry_count: %w", backend.ErrInvalid)
+	}
+	return sc, nil
+}
+
+// decodedSize is the length of the segment a compressed object of stored
+// bytes holds, as sc implies it; an error when sc's sizes overflow or
+// imply more than deflate can make of stored bytes.
+func (sc sidecar) decodedSize(stored int64) (int64, error) {
+	size, err := ledger.CheckedEncodedLen(*sc.OriginalSize, *sc.EntryCount)
+	if err == nil && size > maxInflate*stored+64 {
+		err = fmt.Errorf("it implies %d bytes, more than deflate can make of the %d-byte object", size, stored)
+	}
+	return size, err
 }
 
 func ours(meta map[string]string) bool {
@@ -105,10 +127,7 @@ func (b *Backend) Stat(ctx context.Context, id segment.ID) (segment.Info, error)
 		info.ModTime = time.Unix(*sc.CreatedAt, 0).UTC()
 	}
 	if sc.IsCompressed {
-		size, err := ledger.CheckedEncodedLen(*sc.OriginalSize, *sc.EntryCount)
-		if err == nil && size > maxInflate*info.Size+64 {
-			err = fmt.Errorf("it implies %d bytes, more than deflate can make of the %d-byte object", size, info.Size)
-		}
+		size, err := sc.decodedSize(info.Size)
 		if err != nil {
 			// The segment cannot be read: EIO on the mount, a problem in
 			// verify; never a size made up from the sidecar.

@@ -1,0 +1,294 @@
+package s3
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/backend/backendtest"
+	"github.com/scribefs/scribefs/backend/compress"
+	"github.com/scribefs/scribefs/backend/mem"
+	"github.com/scribefs/scribefs/cache"
+	"github.com/scribefs/scribefs/internal/faultproxy"
+	"github.com/scribefs/scribefs/internal/miniotest"
+	"github.com/scribefs/scribefs/segment"
+	"github.com/scribefs/scribefs/tier"
+)
+
+// These tests read a bucket as another host would: a fresh tiered store
+// (an empty hot tier and index, as after a rebuild or on a read-only
+// mount) over a fresh S3 backend, through the fault proxy where bytes are
+// to be damaged on the way.
+
+// freshStore is a read-only tiered store over cold with an empty hot tier
+// and index, and 1 MiB fetch spans so that multi-block segments are read in
+// ranges.
+func freshStore(t *testing.T, cold backend.Backend) *tier.Store {
+	t.Helper()
+	hot := mem.New(segment.TierHot)
+	s, err := tier.New(hot, hot.Index(), cold, cache.New(64<<20), tier.Config{
+		ReadOnly: true, FetchSpan: segment.BlockSize, ReadAhead: segment.BlockSize, PrefetchSegments: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// readAt opens id in s and reads n bytes at off.
+func readAt(s *tier.Store, id segment.ID, off, n int64) ([]byte, error) {
+	r, err := s.Open(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	buf := make([]byte, n)
+	got, err := r.ReadAt(buf, off)
+	return buf[:got], err
+}
+
+func proxied(t *testing.T, srv *miniotest.Server, bucket string, mutate func(*Config)) (*faultproxy.Proxy, *Backend) {
+	t.Helper()
+	p, err := faultproxy.New(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	cfg := testConfig(p.URL, bucket)
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	return p, mustNew(t, cfg)
+}
+
+func bucketKeys(t *testing.T, srv *miniotest.Server, bucket, prefix string) []string {
+	t.Helper()
+	out, err := srv.Client().ListObjectsV2(ctx, &s3api.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(prefix)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, o := range out.Contents {
+		keys = append(keys, aws.ToString(o.Key))
+	}
+	return keys
+}
+
+// TestLargeObjectCheckedOnAnyHost: block sums too many for the object's
+// metadata (lowered here from about 280 blocks to one) are kept in a
+// companion object, so a fresh store reading ranges checks them: a byte
+// flipped on the way (fault proxy, ranged GET) or in the stored object
+// fails the read with a checksum error instead of serving it. The
+// companion belongs to one version: a Put that fails before its commit
+// leaves the old version checkable, an overwrite leaves one companion, and
+// Delete removes it.
+func TestLargeObjectCheckedOnAnyHost(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	writer := mustNew(t, testConfig(srv.Endpoint, bucket))
+	writer.metaBlocksMax = 8 // one block sum fits, two do not
+	single, multi := segment.ID(1), segment.ID(2)
+	data := map[segment.ID][]byte{
+		single: backendtest.RandomBytes(1, 3<<20+5), // one PutObject
+		multi:  backendtest.RandomBytes(2, largeSize), // multipart
+	}
+	for id, b := range data {
+		if _, err := writer.Put(ctx, id, bytes.NewReader(b), backend.PutOptions{Size: int64(len(b))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	proxy, reader := proxied(t, srv, bucket, func(c *Config) { c.ReadOnly = true })
+	for id, b := range data {
+		info, err := reader.Stat(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := segment.Sum(b); !info.Sums.Equal(want) {
+			t.Fatalf("segment %d: fresh Stat has sums with %d blocks, want the %d recorded", id, blocksOf(info.Sums), len(want.Blocks))
+		}
+	}
+
+	// A byte flipped in every ranged GET of the object's body.
+	for id, b := range data {
+		proxy.Set(faultproxy.Fault{Kind: faultproxy.Corrupt, Method: "GET", PathContains: writer.key(id), After: 100})
+		got, err := readAt(freshStore(t, reader), id, 2<<20, 4096)
+		if !errors.Is(err, segment.ErrChecksum) {
+			t.Fatalf("segment %d, flipped on the way: read %d bytes (equal to the stored: %v), err %v; want a checksum error",
+				id, len(got), bytes.Equal(got, b[2<<20:2<<20+4096]), err)
+		}
+		proxy.Clear()
+		if got, err := readAt(freshStore(t, reader), id, 2<<20, 4096); err != nil || !bytes.Equal(got, b[2<<20:2<<20+4096]) {
+			t.Fatalf("segment %d, fault cleared: err %v", id, err)
+		}
+	}
+
+	// A byte flipped in the stored object (rewritten with its metadata).
+	head, err := srv.Client().HeadObject(ctx, &s3api.HeadObjectInput{Bucket: &bucket, Key: aws.String(writer.key(multi))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(data[multi])
+	bad[5<<20+7] ^= 0x40
+	if _, err := srv.Client().PutObject(ctx, &s3api.PutObjectInput{Bucket: &bucket, Key: aws.String(writer.key(multi)),
+		Body: bytes.NewReader(bad), Metadata: head.Metadata}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readAt(freshStore(t, reader), multi, 5<<20, 4096); !errors.Is(err, segment.ErrChecksum) {
+		t.Fatalf("stored object damaged: read %d bytes, err %v; want a checksum error", len(got), err)
+	}
+	if _, err := writer.Put(ctx, multi, bytes.NewReader(data[multi]), backend.PutOptions{Size: largeSize}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A Put that fails at its commit leaves the old version checkable.
+	wproxy, pwriter := proxied(t, srv, bucket, nil)
+	pwriter.metaBlocksMax = 8
+	wproxy.Set(faultproxy.Fault{Kind: faultproxy.Error, Method: "POST", Query: "uploadId", Status: 403, Code: "AccessDenied"})
+	other := backendtest.RandomBytes(3, largeSize)
+	if _, err := pwriter.Put(ctx, multi, bytes.NewReader(other), backend.PutOptions{Size: largeSize}); err == nil {
+		t.Fatal("Put succeeded through a refused commit")
+	}
+	wproxy.Clear()
+	if got, err := readAt(freshStore(t, mustNew(t, testConfig(srv.Endpoint, bucket))), multi, 9<<20, 1<<20); err != nil || !bytes.Equal(got, data[multi][9<<20:10<<20]) {
+		t.Fatalf("after a failed Put: err %v", err)
+	}
+	info, err := mustNew(t, testConfig(srv.Endpoint, bucket)).Stat(ctx, multi)
+	if err != nil || !info.Sums.Equal(segment.Sum(data[multi])) {
+		t.Fatalf("after a failed Put: sums with %d blocks, err %v", blocksOf(info.Sums), err)
+	}
+
+	// An overwrite leaves one companion; Delete leaves none, after the
+	// object itself is gone.
+	if _, err := pwriter.Put(ctx, multi, bytes.NewReader(other), backend.PutOptions{Size: largeSize}); err != nil {
+		t.Fatal(err)
+	}
+	base := writer.keyPrefix + multi.Hex() + "."
+	if keys := bucketKeys(t, srv, bucket, base); len(keys) != 2 || !strings.HasSuffix(keys[0], ".sums") && !strings.HasSuffix(keys[1], ".sums") {
+		t.Fatalf("after an overwrite: keys %q, want the object and one companion", keys)
+	}
+	if got, err := readAt(freshStore(t, reader), multi, 9<<20, 1<<20); err != nil || !bytes.Equal(got, other[9<<20:10<<20]) {
+		t.Fatalf("after an overwrite: err %v", err)
+	}
+	if err := writer.Delete(ctx, multi, ""); err != nil {
+		t.Fatal(err)
+	}
+	if keys := bucketKeys(t, srv, bucket, base); len(keys) != 0 {
+		t.Fatalf("after Delete: keys %q left", keys)
+	}
+	// Listings never show companions.
+	var listed []segment.ID
+	if err := reader.List(ctx, func(i segment.Info) error { listed = append(listed, i.ID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(listed) != fmt.Sprint([]segment.ID{single}) {
+		t.Fatalf("listed %v, want [%d]", listed, single)
+	}
+}
+
+func blocksOf(s *segment.Checksums) int {
+	if s == nil {
+		return -1
+	}
+	return len(s.Blocks)
+}
+
+// TestUpstreamGzipRangesChecked: a Scribe Ledger gzip object larger than
+// one fetch span is read in ranges, each decoded from the stream's start
+// and cut short of gzip's CRC; a byte flipped inside a stored (level 0)
+// deflate block decodes to a wrong byte without a deflate error. The
+// store learns block sums by one whole read, which gzip's CRC checks,
+// before serving any range: the flipped byte is a checksum error.
+func TestUpstreamGzipRangesChecked(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	b := mustNew(t, testConfig(srv.Endpoint, bucket))
+	id := segment.ID(7)
+	plain := backendtest.RandomBytes(4, 3<<20+100)
+	var z bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&z, gzip.NoCompression)
+	zw.Write(plain)
+	zw.Close()
+	put := func(body []byte) {
+		t.Helper()
+		if _, err := srv.Client().PutObject(ctx, &s3api.PutObjectInput{Bucket: &bucket, Key: aws.String(b.key(id)), Body: bytes.NewReader(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sidecar := fmt.Sprintf(`{"segment_id":%d,"created_at":%d,"original_size":%d,"entry_count":0,"is_compressed":true}`,
+		id, time.Now().Unix(), len(plain)-32)
+	if _, err := srv.Client().PutObject(ctx, &s3api.PutObjectInput{Bucket: &bucket, Key: aws.String(b.sidecarKey(id)), Body: strings.NewReader(sidecar)}); err != nil {
+		t.Fatal(err)
+	}
+	put(z.Bytes())
+	if got, err := readAt(freshStore(t, b), id, 2<<20, 4096); err != nil || !bytes.Equal(got, plain[2<<20:2<<20+4096]) {
+		t.Fatalf("intact gzip object: err %v", err)
+	}
+	bad := bytes.Clone(z.Bytes())
+	i := bytes.Index(bad, plain[100:164]) // inside the first stored block
+	if i < 0 {
+		t.Fatal("stored block not found")
+	}
+	bad[i] ^= 0x01
+	put(bad)
+	got, err := readAt(freshStore(t, b), id, 0, 4096)
+	if !errors.Is(err, segment.ErrChecksum) {
+		t.Fatalf("flipped byte: read %d bytes (equal to the stored: %v), err %v; want a checksum error",
+			len(got), bytes.Equal(got, plain[:4096]), err)
+	}
+}
+
+// TestNonCompressingHostReadsZstd: a store configured without compression
+// reads a bucket a compressing store wrote: the segment has its true size
+// and its bytes, in whole and in ranges.
+func TestNonCompressingHostReadsZstd(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	w, err := compress.New(mustNew(t, testConfig(srv.Endpoint, bucket)), compress.Config{Mode: compress.Zstd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := segment.ID(9)
+	plain := bytes.Repeat([]byte("scribe ledger entry, compressible. "), (3<<20)/35)
+	if _, err := w.Put(ctx, id, bytes.NewReader(plain), backend.PutOptions{Size: int64(len(plain))}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := compress.New(mustNew(t, testConfig(srv.Endpoint, bucket)), compress.Config{Mode: compress.None})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := freshStore(t, r)
+	if err := s.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Stat(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != int64(len(plain)) {
+		t.Fatalf("size %d, want %d (stored size %d)", info.Size, len(plain), info.StoredSize)
+	}
+	var listed int64 = -1
+	s.List(ctx, func(i segment.Info) error { listed = i.Size; return nil })
+	if listed != int64(len(plain)) {
+		t.Fatalf("listed size %d, want %d", listed, len(plain))
+	}
+	for _, off := range []int64{0, 2<<20 + 5, int64(len(plain)) - 10} {
+		got, err := readAt(s, id, off, 4096)
+		if err != nil && err != io.EOF {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+		if !bytes.Equal(got, plain[off:min(off+4096, int64(len(plain)))]) {
+			t.Fatalf("read at %d: wrong bytes", off)
+		}
+	}
+}

@@ -98,7 +98,7 @@ func TestLargeObjectCheckedOnAnyHost(t *testing.T) {
 	writer.metaBlocksMax = 8 // one block sum fits, two do not
 	single, multi := segment.ID(1), segment.ID(2)
 	data := map[segment.ID][]byte{
-		single: backendtest.RandomBytes(1, 3<<20+5), // one PutObject
+		single: backendtest.RandomBytes(1, 3<<20+5),   // one PutObject
 		multi:  backendtest.RandomBytes(2, largeSize), // multipart
 	}
 	for id, b := range data {
@@ -290,5 +290,55 @@ func TestNonCompressingHostReadsZstd(t *testing.T) {
 		if !bytes.Equal(got, plain[off:min(off+4096, int64(len(plain)))]) {
 			t.Fatalf("read at %d: wrong bytes", off)
 		}
+	}
+}
+
+// TestForeignObjectUnchecked: an object another program wrote with no
+// checksum anywhere is described as such (Sums nil, no self-checking
+// encoding: scribefs stat's "checked: no") and every cold fetch of it is
+// counted in Stats.UncheckedReads (scribefs_unchecked_cold_fetches_total);
+// fetches of an object scribefs wrote are not.
+func TestForeignObjectUnchecked(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	b := mustNew(t, testConfig(srv.Endpoint, bucket))
+	foreign, ours := segment.ID(11), segment.ID(12)
+	data := backendtest.RandomBytes(11, 3<<20+9)
+	if _, err := srv.Client().PutObject(ctx, &s3api.PutObjectInput{Bucket: &bucket, Key: aws.String(b.key(foreign)), Body: bytes.NewReader(data)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Put(ctx, ours, bytes.NewReader(data), backend.PutOptions{Size: int64(len(data))}); err != nil {
+		t.Fatal(err)
+	}
+	cold, err := compress.New(b, compress.Config{}) // as cmd/scribefs assembles it
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := freshStore(t, cold)
+	if err := s.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := s.Stat(ctx, foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Sums != nil || fi.Compression != "" {
+		t.Fatalf("foreign object: sums %v, compression %q; want none (checked: no)", fi.Sums, fi.Compression)
+	}
+	oi, err := s.Stat(ctx, ours)
+	if err != nil || oi.Sums == nil {
+		t.Fatalf("our object: sums %v, err %v; want its sums (checked: yes)", oi.Sums, err)
+	}
+	if got, err := readAt(s, ours, 1<<20, 3<<20); err != nil && err != io.EOF || !bytes.Equal(got, data[1<<20:]) {
+		t.Fatalf("our object: err %v", err)
+	}
+	if n := s.Stats(ctx).UncheckedReads; n != 0 {
+		t.Fatalf("%d unchecked fetches after reading our object, want 0", n)
+	}
+	if got, err := readAt(s, foreign, 1<<20, 2<<20); err != nil || !bytes.Equal(got, data[1<<20:3<<20]) {
+		t.Fatalf("foreign object: err %v", err)
+	}
+	if n := s.Stats(ctx).UncheckedReads; n < 2 {
+		t.Fatalf("%d unchecked fetches after reading 2 MiB of the foreign object in 1 MiB spans, want at least 2", n)
 	}
 }

@@ -59,7 +59,8 @@
 //	set-mtime        SetModTime           —         the record is live               H's or C's mtime
 //	learn            a stat before the    —         N unchanged since before the     C=stat
 //	                 first listing                  S3 stat, C=— and T=—
-//	sums             reader               —         C is still the version read      C.sums=the object's
+//	sums             reader               —         C is still the version read,     C.sums=the object's (recorded,
+//	                                                C has no block sums              or from one checked whole read)
 //	resolve          reconciler, reader   —         N unchanged since before the     C=the full info
 //	                                                stat, C still unresolved
 //	reconcile-apply  Reconcile            —         N <= the pass's start, T=—,      C=listed

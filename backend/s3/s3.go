@@ -198,11 +198,12 @@ func invalid(op, format string, args ...any) error {
 // becomes visible only when completed and is aborted on any failure, so Put is
 // atomic either way. Every request carries the CRC32C of its body, which the
 // store verifies, and the checksum the store reports back is compared with
-// ours. The checksums are also kept in user metadata for Stat; for a
-// multipart upload they must be known before the first byte is sent, so they
-// come from opts.Sums or, for an io.Seeker source, a first pass over it. A
-// multipart Put from an unseekable source without opts.Sums records no block
-// sums (Stat then reports the whole-object CRC32C only).
+// ours. The checksums are also kept for Stat: in user metadata when they
+// fit, else in the companion object (sums.go). For a multipart upload the
+// metadata is fixed before the first byte is sent, so sums come from
+// opts.Sums or, for an io.Seeker source, a first pass over it; an
+// unseekable source without opts.Sums gets its sums into the companion,
+// written before the upload is completed.
 func (b *Backend) putObject(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions) (segment.Info, error) {
 	op := segOp("put", id)
 	if err := b.readOnly(op); err != nil {

@@ -342,3 +342,55 @@ func TestForeignObjectUnchecked(t *testing.T) {
 		t.Fatalf("%d unchecked fetches after reading 2 MiB of the foreign object in 1 MiB spans, want at least 2", n)
 	}
 }
+
+// TestLostCompanionFallsBackToWholeRead: an object whose companion is gone
+// (deleted by hand, or lost to a crash) still records its whole CRC32C, so
+// a fresh store reads it whole once, checked, to learn its block sums
+// before serving a range: with a byte flipped in that whole read the open
+// fails with a checksum error; with the fault gone the range is served and
+// checked, and a byte flipped in a later ranged GET is caught too.
+func TestLostCompanionFallsBackToWholeRead(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	writer := mustNew(t, testConfig(srv.Endpoint, bucket))
+	writer.metaBlocksMax = 8
+	id := segment.ID(21)
+	data := backendtest.RandomBytes(21, 3<<20+21)
+	if _, err := writer.Put(ctx, id, bytes.NewReader(data), backend.PutOptions{Size: int64(len(data))}); err != nil {
+		t.Fatal(err)
+	}
+	keys := bucketKeys(t, srv, bucket, writer.keyPrefix+id.Hex()+".")
+	var companion string
+	for _, k := range keys {
+		if strings.HasSuffix(k, ".sums") {
+			companion = k
+		}
+	}
+	if companion == "" {
+		t.Fatalf("no companion among %q", keys)
+	}
+	if _, err := srv.Client().DeleteObject(ctx, &s3api.DeleteObjectInput{Bucket: &bucket, Key: &companion}); err != nil {
+		t.Fatal(err)
+	}
+	proxy, reader := proxied(t, srv, bucket, func(c *Config) { c.ReadOnly = true })
+	info, err := reader.Stat(ctx, id)
+	if err != nil || info.Sums == nil || len(info.Sums.Blocks) != 0 {
+		t.Fatalf("companion gone: Stat sums %v (blocks %d), err %v; want the whole sum only", info.Sums, blocksOf(info.Sums), err)
+	}
+
+	proxy.Set(faultproxy.Fault{Kind: faultproxy.Corrupt, Method: "GET", PathContains: writer.key(id), After: 3 << 20})
+	if got, err := readAt(freshStore(t, reader), id, 0, 4096); !errors.Is(err, segment.ErrChecksum) {
+		t.Fatalf("flipped byte in the learning read: read %d bytes (equal to the stored: %v), err %v; want a checksum error",
+			len(got), bytes.Equal(got, data[:4096]), err)
+	}
+	proxy.Clear()
+	s := freshStore(t, reader)
+	if got, err := readAt(s, id, 2<<20, 4096); err != nil || !bytes.Equal(got, data[2<<20:2<<20+4096]) {
+		t.Fatalf("fault cleared: err %v", err)
+	}
+	proxy.Set(faultproxy.Fault{Kind: faultproxy.Corrupt, Method: "GET", PathContains: writer.key(id), After: 100})
+	if got, err := readAt(s, id, 1<<20, 4096); !errors.Is(err, segment.ErrChecksum) {
+		t.Fatalf("flipped byte in a ranged GET after learning: read %d bytes (equal to the stored: %v), err %v; want a checksum error",
+			len(got), bytes.Equal(got, data[1<<20:1<<20+4096]), err)
+	}
+}

@@ -98,6 +98,8 @@
 //	Store.locks: L(id)           one segment's cold lock; a goroutine holds at most one
 //	archiver.making              (a singleflight, not a lock: it calls archive, which takes L)
 //	reader follow.Mutex          segments opened in order (prefetch of the next ones)
+//	fetcher.learning             (a singleflight, not a lock: one whole read per version
+//	                             to learn its block sums; called with no lock held)
 //	fetcher.mu                   blocks in flight
 //	Index / Hot transactions     bbolt's writer lock, then local.Backend.mu (pins, usage)
 //	cache.Blocks.mu              a leaf

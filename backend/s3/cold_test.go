@@ -394,3 +394,50 @@ func TestLostCompanionFallsBackToWholeRead(t *testing.T) {
 			len(got), bytes.Equal(got, data[1<<20:1<<20+4096]), err)
 	}
 }
+
+// patternReader yields n deterministic bytes (not seekable), without
+// holding them.
+type patternReader struct{ off, n int64 }
+
+func (p *patternReader) Read(b []byte) (int, error) {
+	if p.off >= p.n {
+		return 0, io.EOF
+	}
+	b = b[:min(int64(len(b)), p.n-p.off)]
+	for i := range b {
+		x := uint64(p.off + int64(i))
+		b[i] = byte(x*0x9E3779B97F4A7C15>>56) ^ byte(x>>20)
+	}
+	p.off += int64(len(b))
+	return len(b), nil
+}
+
+// TestCompanionAtRealSize: at the real metadata limit, a segment of 300
+// blocks (more than the about 280 whose sums fit) written from an
+// unseekable source is checkable by a fresh host: its Stat has all 300
+// block sums, and a byte flipped in a ranged GET of its last blocks is a
+// checksum error.
+func TestCompanionAtRealSize(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	writer := mustNew(t, testConfig(srv.Endpoint, bucket))
+	const size = 300*segment.BlockSize - 77
+	id := segment.ID(300)
+	if _, err := writer.Put(ctx, id, &patternReader{n: size}, backend.PutOptions{Size: size}); err != nil {
+		t.Fatal(err)
+	}
+	var want segment.Summer
+	io.Copy(&want, &patternReader{n: size})
+	proxy, reader := proxied(t, srv, bucket, func(c *Config) { c.ReadOnly = true })
+	info, err := reader.Stat(ctx, id)
+	if err != nil || !info.Sums.Equal(want.Sums()) {
+		t.Fatalf("fresh Stat: %d block sums, err %v; want all %d", blocksOf(info.Sums), err, len(want.Sums().Blocks))
+	}
+	proxy.Set(faultproxy.Fault{Kind: faultproxy.Corrupt, Method: "GET", PathContains: writer.key(id), After: 5000})
+	got, err := readAt(freshStore(t, reader), id, 298*segment.BlockSize, 4096)
+	if !errors.Is(err, segment.ErrChecksum) {
+		var exp [4096]byte
+		(&patternReader{off: 298 * segment.BlockSize, n: size}).Read(exp[:])
+		t.Fatalf("flipped byte in block 298: read %d bytes (equal to the stored: %v), err %v; want a checksum error", len(got), bytes.Equal(got, exp[:]), err)
+	}
+}

@@ -433,7 +433,7 @@ func TestCompanionAtRealSize(t *testing.T) {
 	if err != nil || !info.Sums.Equal(want.Sums()) {
 		t.Fatalf("fresh Stat: %d block sums, err %v; want all %d", blocksOf(info.Sums), err, len(want.Sums().Blocks))
 	}
-	proxy.Set(faultproxy.Fault{Kind: faultproxy.Corrupt, Method: "GET", PathContains: writer.key(id), After: 5000})
+	proxy.Set(faultproxy.Fault{Kind: faultproxy.Corrupt, Method: "GET", PathContains: writer.key(id), After: 100})
 	got, err := readAt(freshStore(t, reader), id, 298*segment.BlockSize, 4096)
 	if !errors.Is(err, segment.ErrChecksum) {
 		var exp [4096]byte

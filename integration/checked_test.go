@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,4 +46,35 @@ func TestUncheckedForeignObject(t *testing.T) {
 		t.Fatalf("scribefs_unchecked_cold_fetches_total = %v after reading the foreign object, want at least 1", v)
 	}
 	t.Logf("MEASURED stat: checked: no / yes; unchecked fetches after one cat of the foreign object: %v", v)
+}
+
+// TestNonCompressingHostMount: a second host configured without compression
+// mounts (read-only, its own empty hot tier) a bucket a zstd-compressing
+// host archived into: ls -l and stat show the segment's true size (not the
+// stored one) and cmp of the whole segment and a 4 KiB range past the
+// first block succeed.
+func TestNonCompressingHostMount(t *testing.T) {
+	e := newEnv(t, "archive_after_secs = 86400\ncheck_interval_secs = 3600\ncompression = \"zstd\"\n")
+	sh(t, e.dir, "{ yes scribefs || true; } | head -c 5242880 > src")
+	src := filepath.Join(e.dir, "src")
+	e.mustRun(nil, "put", "5", src)
+	e.mustRun(nil, "archive", "5")
+
+	h2 := &env{t: t, dir: t.TempDir(), bucket: e.bucket}
+	h2.hotPath = filepath.Join(h2.dir, "hot.db")
+	cfg, _ := os.ReadFile(e.cfgPath)
+	h2.writeConfig(strings.Replace(strings.Replace(string(cfg), e.hotPath, h2.hotPath, 1), `compression = "zstd"`, `compression = "none"`, 1))
+	m := h2.mount("--read-only")
+	if got := sh(t, m.Segs(), "stat -c %s 5"); strings.TrimSpace(got) != "5242880" {
+		t.Fatalf("size on the non-compressing host: %s, want 5242880", got)
+	}
+	if out := h2.mustRun(nil, "ls", "-l"); !strings.HasPrefix(out, "5 5242880 ") {
+		t.Fatalf("ls -l on the non-compressing host: %q", out)
+	}
+	sh(t, m.Segs(), "cmp 5 "+src)
+	got := sh(t, m.Segs(), "dd if=5 bs=4096 skip=700 count=1 status=none")
+	data, _ := os.ReadFile(src)
+	if got != string(data[700*4096:701*4096]) {
+		t.Fatal("4 KiB range on the non-compressing host differs")
+	}
 }

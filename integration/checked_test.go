@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/scribefs/scribefs/backend/backendtest"
+	"github.com/scribefs/scribefs/internal/faultproxy"
 )
 
 // TestUncheckedForeignObject: an object another program wrote into the
@@ -77,4 +79,37 @@ func TestNonCompressingHostMount(t *testing.T) {
 	if got != string(data[700*4096:701*4096]) {
 		t.Fatal("4 KiB range on the non-compressing host differs")
 	}
+}
+
+// TestLargeSegmentCheckedOnSecondHost: a 300 MiB segment (more block sums
+// than fit in S3 metadata) archived by one host is read by a second,
+// read-only host with its own empty hot tier; a byte flipped by the fault
+// proxy in the ranged GET of its 250th MiB is EIO on the mount, never
+// wrong bytes, and the same read succeeds once the fault is gone.
+func TestLargeSegmentCheckedOnSecondHost(t *testing.T) {
+	e, p := newProxyEnv(t, 5, "")
+	sh(t, e.dir, "head -c 314572800 /dev/urandom > large")
+	e.mustRun(nil, "put", "300", filepath.Join(e.dir, "large"))
+	e.mustRun(nil, "archive", "300")
+
+	h2 := &env{t: t, dir: t.TempDir(), bucket: e.bucket}
+	h2.hotPath = filepath.Join(h2.dir, "hot.db")
+	cfg, _ := os.ReadFile(e.cfgPath)
+	h2.writeConfig(strings.Replace(string(cfg), e.hotPath, h2.hotPath, 1))
+	m := h2.mount("--read-only")
+	ddAt := func(dir, file string) string {
+		return fmt.Sprintf("cd %s && dd if=%s bs=4096 skip=%d count=1 status=none | od -An -tx1 | tr -d ' \\n'", dir, file, 250*256+3)
+	}
+	want := sh(t, e.dir, ddAt(e.dir, "large"))
+	p.Set(faultproxy.Fault{Kind: faultproxy.Corrupt, Method: "GET", PathContains: objName(300) + ".bin", After: 3*4096 + 100})
+	out, err := shErr(m.Segs(), ddAt(m.Segs(), "300"))
+	if err == nil || !strings.Contains(out, "Input/output error") {
+		t.Fatalf("flipped byte in a ranged GET on the second host: err %v, bytes equal to the stored: %v", err, strings.TrimSpace(out) == want)
+	}
+	gets := p.Count("GET", objName(300)+".bin")
+	p.Clear()
+	if got := sh(t, m.Segs(), ddAt(m.Segs(), "300")); got != want {
+		t.Fatal("after the fault: 4 KiB differs")
+	}
+	t.Logf("MEASURED 300 MiB segment on a second host, flipped byte in a ranged GET: EIO after %d GETs; right bytes once cleared", gets)
 }

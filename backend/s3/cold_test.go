@@ -441,3 +441,47 @@ func TestCompanionAtRealSize(t *testing.T) {
 		t.Fatalf("flipped byte in block 298: read %d bytes (equal to the stored: %v), err %v; want a checksum error", len(got), bytes.Equal(got, exp[:]), err)
 	}
 }
+
+// TestResolveCostPlainBucket: what marking every listed object unresolved
+// costs a host that does not compress, on a bucket of plain segments: one
+// HEAD and at most one footer probe per object version, once (the index
+// keeps the result, so a second reconcile asks nothing more), and the sums
+// a read then needs come with it.
+func TestResolveCostPlainBucket(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	w := mustNew(t, testConfig(srv.Endpoint, bucket))
+	const n = 50
+	for i := segment.ID(1); i <= n; i++ {
+		data := backendtest.RandomBytes(int64(i), 64<<10)
+		if _, err := w.Put(ctx, i, bytes.NewReader(data), backend.PutOptions{Size: int64(len(data))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy, r := proxied(t, srv, bucket, nil)
+	cold, err := compress.New(r, compress.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := freshStore(t, cold)
+	if err := s.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := proxy.Stats()
+	heads, gets := st.ByMethod["HEAD"], st.ByMethod["GET"]-1 // one listing page
+	t.Logf("MEASURED first reconcile of %d plain objects: %d HEAD, %d GET besides the listing", n, heads, gets)
+	if heads != n || gets > n {
+		t.Fatalf("first reconcile: %d HEADs and %d GETs for %d objects, want %d and at most %d", heads, gets, n, n, n)
+	}
+	proxy.ResetStats()
+	if err := s.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := proxy.Stats(); st.Requests != 1 {
+		t.Fatalf("second reconcile: %d requests (%v), want the listing only", st.Requests, st.ByMethod)
+	}
+	info, err := s.Stat(ctx, 7)
+	if err != nil || info.Sums == nil {
+		t.Fatalf("resolved entry: sums %v, err %v", info.Sums, err)
+	}
+}

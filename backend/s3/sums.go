@@ -25,13 +25,16 @@ import (
 //
 // The segment's object names its companion by a random token in its
 // metadata (scribefs-sums), so a companion always belongs to one object
-// version: a Put that fails, or crashes, after writing its companion
-// leaves the previous version and its companion untouched (the reply to
-// the commit may be lost after the store committed, so the new companion
-// stays too, until the next Put or Delete of the segment removes it). A companion
+// version: a Put that fails, or crashes, after writing its companion leaves
+// the previous version and its companion untouched. (The reply to a commit
+// may be lost after the store committed, so a failed Put's companion stays
+// too, until the next Put or Delete of the segment removes it.) A companion
 // holds, big-endian: the magic "SFSUMS01", the token (8 bytes), the
 // segment's size (u64), its whole CRC32C (u32), the block count (u32), the
 // block CRC32Cs (u32 each) and a CRC32C of everything before it (u32).
+// Stat checks all of it against the object (token, size, whole CRC32C); a
+// companion missing or damaged leaves Stat with the whole-object sum only,
+// from which the tier learns block sums by one checked whole read.
 // Listings ignore companions (they do not end in .bin). A successful Put
 // or Delete removes the companions of other versions (and of crashed
 // Puts) after the object itself was written or deleted.

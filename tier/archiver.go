@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/scribefs/scribefs/backend"
@@ -23,10 +24,14 @@ type archiver struct {
 	*parts
 
 	// lastUse is when each hot segment was last opened or written by this
-	// process (segment.ID -> time.Time); the least recently used go first
-	// when the hot tier is over budget. An entry goes when its segment
-	// leaves the hot tier here.
-	lastUse sync.Map
+	// process; the least recently used go first when the hot tier is over
+	// budget. An entry goes when its segment leaves the hot tier here, and
+	// the map keeps at most lastUseMax entries (the least recently used
+	// beyond that are forgotten, and then ordered by when they were
+	// written, which is no later), so segments that leave the hot tier
+	// some other way (renamed away, deleted by another path) cannot grow
+	// it without bound.
+	lastUse *lru.Cache[segment.ID, time.Time]
 
 	// lastErr is the most recent archival failure, nil after a success; a
 	// write waiting for room gives up early on a transient one.
@@ -76,15 +81,18 @@ func (a *archiver) waitForRoom(ctx context.Context, id segment.ID, size int64) e
 
 // forget drops what the archiver knows of a segment that left the hot
 // tier.
-func (a *archiver) forget(id segment.ID) { a.lastUse.Delete(id) }
+func (a *archiver) forget(id segment.ID) { a.lastUse.Remove(id) }
 
 // touch records a use of a hot segment for the LRU order.
-func (a *archiver) touch(id segment.ID) { a.lastUse.Store(id, a.cfg.Now()) }
+func (a *archiver) touch(id segment.ID) { a.lastUse.Add(id, a.cfg.Now()) }
+
+// lastUseMax bounds archiver.lastUse: 64 Ki entries, a few MiB.
+const lastUseMax = 1 << 16
 
 // lastUsed is when id was last used here, else when it was written.
 func (a *archiver) lastUsed(i segment.Info) time.Time {
-	if v, ok := a.lastUse.Load(i.ID); ok {
-		return v.(time.Time)
+	if t, ok := a.lastUse.Peek(i.ID); ok {
+		return t
 	}
 	return i.WrittenAt
 }
@@ -168,7 +176,7 @@ func (a *archiver) archive(ctx context.Context, id segment.ID, only string) erro
 		r.Tomb, r.Uploading = nil, false
 		switch {
 		case r.Hot != nil && r.Hot.Version == hot.Version:
-			a.lastUse.Delete(id)
+			a.lastUse.Remove(id)
 			c := stored
 			c.ModTime = r.Hot.ModTime // a touch during the upload
 			r.Cold, r.Hot = &c, nil

@@ -59,7 +59,8 @@
 //	set-mtime        SetModTime           —         the record is live               H's or C's mtime
 //	learn            a stat before the    —         N unchanged since before the     C=stat
 //	                 first listing                  S3 stat, C=— and T=—
-//	sums             reader               —         C is still the version read      C.sums=the object's
+//	sums             reader               —         C is still the version read,     C.sums=the object's (recorded,
+//	                                                C has no block sums              or from one checked whole read)
 //	resolve          reconciler, reader   —         N unchanged since before the     C=the full info
 //	                                                stat, C still unresolved
 //	reconcile-apply  Reconcile            —         N <= the pass's start, T=—,      C=listed
@@ -97,6 +98,8 @@
 //	Store.locks: L(id)           one segment's cold lock; a goroutine holds at most one
 //	archiver.making              (a singleflight, not a lock: it calls archive, which takes L)
 //	reader follow.Mutex          segments opened in order (prefetch of the next ones)
+//	fetcher.learning             (a singleflight, not a lock: one whole read per version
+//	                             to learn its block sums; called with no lock held)
 //	fetcher.mu                   blocks in flight
 //	Index / Hot transactions     bbolt's writer lock, then local.Backend.mu (pins, usage)
 //	cache.Blocks.mu              a leaf

@@ -7,6 +7,9 @@ import (
 	"io"
 	"sync"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
+
 	"github.com/scribefs/scribefs/backend"
 	"github.com/scribefs/scribefs/cache"
 	"github.com/scribefs/scribefs/segment"
@@ -33,8 +36,30 @@ type fetcher struct {
 		ahead segment.ID // prefetched up to here during this run
 	}
 
-	// noSums remembers cold versions known to carry no block checksums.
-	noSums sync.Map
+	// noSums remembers cold versions known to carry no checksum at all
+	// (bounded: a version evicted costs one more Stat).
+	noSums *lru.Cache[versionKey, struct{}]
+	// learning lets one whole read at a time learn a version's block sums.
+	learning singleflight.Group
+}
+
+// versionKey names one version of a segment.
+type versionKey struct {
+	id      segment.ID
+	version string
+}
+
+// noSumsMax bounds fetcher.noSums.
+const noSumsMax = 4096
+
+// newLRU returns a bounded map that forgets its least recently used
+// entries beyond max.
+func newLRU[K comparable, V any](max int) *lru.Cache[K, V] {
+	c, err := lru.New[K, V](max)
+	if err != nil {
+		panic(err) // max is a positive constant
+	}
+	return c
 }
 
 // followOpen notices segments opened one after the other in id order
@@ -85,36 +110,90 @@ func (f *fetcher) followOpen(ctx context.Context, id segment.ID) {
 	}
 }
 
-// fillColdSums asks S3 once for the checksums a listing does not carry
-// (scribefs records them in object metadata) and keeps them in the index.
-// A version found to carry none is remembered, so a reader of objects
-// written by other programs pays that HEAD once per version, not per open.
-func (f *fetcher) fillColdSums(ctx context.Context, info segment.Info) segment.Info {
-	type versionKey struct {
-		id      segment.ID
-		version string
-	}
+// fillColdSums gives a cold version larger than one fetch span the block
+// checksums that let its ranges be checked, before any range is read:
+//
+//   - recorded ones the listing did not carry: one Stat (scribefs keeps
+//     them in the object's metadata or its companion object), kept in the
+//     index (the sums transition);
+//   - for a version checked only as a whole (a whole-object CRC32C and no
+//     block sums, as when a companion is lost, or an upstream gzip stream,
+//     which only gzip's own CRC checks), block sums computed by one whole
+//     read, which the cold tier checks at its end; kept the same way;
+//   - a version carrying no checksum at all (written by another program)
+//     is read unchecked (Stats.UncheckedReads counts such fetches), and
+//     remembered so that the Stat is not repeated per open.
+//
+// A failure to learn them fails the open: ranges are never read unchecked
+// because S3 did not answer once.
+func (f *fetcher) fillColdSums(ctx context.Context, info segment.Info) (segment.Info, error) {
 	k := versionKey{info.ID, info.Version}
-	if _, known := f.noSums.Load(k); known {
-		return info
+	if f.noSums.Contains(k) {
+		return info, nil
 	}
-	full, err := f.cold.Stat(ctx, info.ID)
-	if err != nil || full.Version != info.Version {
-		return info
+	full := info
+	if info.Sums == nil {
+		var err error
+		if full, err = f.cold.Stat(ctx, info.ID); err != nil {
+			return info, fmt.Errorf("open segment %d: learning its checksums: %w", info.ID, err)
+		}
+		if full.Version != info.Version {
+			return info, fmt.Errorf("open segment %d: version %s replaced by %s: %w", info.ID, info.Version, full.Version, backend.ErrStale)
+		}
 	}
-	if full.Sums == nil || len(full.Sums.Blocks) == 0 {
-		// Only a whole-object sum, or none: ranges cannot be checked.
-		f.noSums.Store(k, struct{}{})
-		return info
+	sums := full.Sums
+	if sums == nil && full.Compression == "" {
+		f.noSums.Add(k, struct{}{})
+		return info, nil
 	}
-	info.Sums = full.Sums
+	if sums == nil || len(sums.Blocks) == 0 {
+		v, err, _ := f.learning.Do(info.ID.String()+"/"+info.Version, func() (any, error) {
+			return f.sumWhole(ctx, full)
+		})
+		if err != nil {
+			return info, err
+		}
+		sums = v.(*segment.Checksums)
+	}
+	info.Sums = sums
 	f.update(info.ID, func(r *backend.Record) error {
-		if r.Cold != nil && r.Cold.Version == info.Version && r.Cold.Sums == nil {
-			r.Cold.Sums = full.Sums
+		if r.Cold != nil && r.Cold.Version == info.Version && (r.Cold.Sums == nil || len(r.Cold.Sums.Blocks) == 0) {
+			r.Cold.Sums = sums
 		}
 		return nil
 	})
-	return info
+	return info, nil
+}
+
+// sumWhole reads a cold version whole, as the cold tier checks it (its
+// whole-object checksum, or gzip's CRC, at the end), and returns the block
+// checksums of what it read.
+func (f *fetcher) sumWhole(ctx context.Context, info segment.Info) (*segment.Checksums, error) {
+	r, err := f.cold.Get(ctx, info.ID, backend.GetOptions{Length: -1, Version: info.Version, Compression: info.Compression})
+	if err != nil {
+		return nil, fmt.Errorf("open segment %d: reading it whole to checksum its blocks: %w", info.ID, err)
+	}
+	defer r.Close()
+	var sum segment.Summer
+	if _, err := io.Copy(&sum, r); err != nil {
+		if errors.Is(err, segment.ErrChecksum) {
+			f.stats.ChecksumErrors.Add(1)
+			f.log.Error("cold data failed its checksum", "op", "read", "segment", info.ID, "err", err)
+		}
+		return nil, fmt.Errorf("open segment %d: reading it whole to checksum its blocks: %w", info.ID, err)
+	}
+	if sum.Size() != info.Size {
+		return nil, fmt.Errorf("open segment %d: read %d bytes whole, recorded %d: %w", info.ID, sum.Size(), info.Size, backend.ErrStale)
+	}
+	sums := sum.Sums()
+	if info.Sums != nil && sums.Whole != info.Sums.Whole {
+		// The backend checks this already; a second look costs nothing.
+		f.stats.ChecksumErrors.Add(1)
+		return nil, fmt.Errorf("open segment %d: %w: read crc32c %08x, recorded %08x", info.ID, segment.ErrChecksum, sums.Whole, info.Sums.Whole)
+	}
+	f.stats.ColdFetches.Add(1)
+	f.stats.ColdFetchBytes.Add(sum.Size())
+	return sums, nil
 }
 
 // coldBlock returns block blk of a cold version: from the cache, from a
@@ -237,5 +316,8 @@ func (f *fetcher) fetchSpan(ctx context.Context, info segment.Info, lo, hi int64
 	}
 	f.stats.ColdFetches.Add(1)
 	f.stats.ColdFetchBytes.Add(end - off)
+	if info.Sums == nil && info.Compression == "" && !info.Unresolved {
+		f.stats.UncheckedReads.Add(1)
+	}
 	return blocks, nil
 }

@@ -43,8 +43,10 @@ func (s *Store) Open(ctx context.Context, id segment.ID) (*Reader, error) {
 	// and the backend checks the whole-object checksum recorded with it
 	// (fetchSpan reads to EOF for that). Larger ones need the block sums to
 	// check ranges.
-	if info.Sums == nil && info.Size > s.cfg.FetchSpan {
-		info = s.fetch.fillColdSums(ctx, info)
+	if info.Size > s.cfg.FetchSpan && (info.Sums == nil || len(info.Sums.Blocks) == 0) {
+		if info, err = s.fetch.fillColdSums(ctx, info); err != nil {
+			return nil, err
+		}
 	}
 	s.fetch.followOpen(ctx, id)
 	return &Reader{f: s.fetch, info: info}, nil

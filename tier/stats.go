@@ -9,6 +9,10 @@ import (
 // Counters are cumulative operation counts, kept as the store works.
 type Counters struct {
 	ColdFetches, ColdFetchBytes, Archived, ArchiveErrors, ChecksumErrors atomic.Int64
+	// UncheckedReads counts cold fetches of versions that carry no
+	// checksum at all (objects other programs wrote): bytes served
+	// as S3 returned them.
+	UncheckedReads atomic.Int64
 }
 
 // Stats is one snapshot of the store's gauges and counters: what status
@@ -20,6 +24,7 @@ type Stats struct {
 	Archived, ArchiveErrors                int64
 	ChecksumErrors                         int64
 	ColdFetches, ColdFetchBytes            int64
+	UncheckedReads                         int64
 	// The archive backlog (hot segments older than ArchiveAfter); walking
 	// the hot tier's metadata is bounded in time, and BacklogKnown is false
 	// when the walk did not finish.
@@ -40,6 +45,7 @@ func (s *Store) Stats(ctx context.Context) Stats {
 		ChecksumErrors: s.stats.ChecksumErrors.Load(),
 		ColdFetches:    s.stats.ColdFetches.Load(),
 		ColdFetchBytes: s.stats.ColdFetchBytes.Load(),
+		UncheckedReads: s.stats.UncheckedReads.Load(),
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -180,9 +180,9 @@ func New(hot Hot, index Index, cold backend.Backend, blocks *cache.Blocks, cfg C
 	_, trusted := index.Reconciled()
 	return &Store{
 		parts: p,
-		arch:  &archiver{parts: p},
+		arch:  &archiver{parts: p, lastUse: newLRU[segment.ID, time.Time](lastUseMax)},
 		recon: &reconciler{parts: p, indexTrusted: trusted, syncedCh: make(chan struct{})},
-		fetch: &fetcher{parts: p, fetchSem: make(chan struct{}, cfg.FetchParallel), inflight: map[cache.Key]*prefetchCall{}},
+		fetch: &fetcher{parts: p, fetchSem: make(chan struct{}, cfg.FetchParallel), inflight: map[cache.Key]*prefetchCall{}, noSums: newLRU[versionKey, struct{}](noSumsMax)},
 	}, nil
 }
 

@@ -120,6 +120,7 @@ func (s *Store) deleteDeferred(id segment.ID) error {
 		r.Hot, r.Cold, r.Tomb, r.Uploading = nil, nil, &anyVersion, false
 		return nil
 	})
+	s.arch.forget(id)
 	return err
 }
 
@@ -137,13 +138,20 @@ func (s *Store) Rename(ctx context.Context, from, to segment.ID) error {
 		return err
 	}
 	if s.cold == nil {
-		return s.hot.Rename(ctx, from, to)
+		err := s.hot.Rename(ctx, from, to)
+		if err == nil {
+			s.arch.forget(from)
+		}
+		return err
 	}
 	for attempt := 0; ; attempt++ {
 		// The archiver may make from cold again between the copy and the
 		// move: then copy again.
 		err := s.renameOnce(ctx, from, to)
 		if !errors.Is(err, errMoved) || attempt == 3 {
+			if err == nil {
+				s.arch.forget(from)
+			}
 			return err
 		}
 	}

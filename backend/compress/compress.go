@@ -363,23 +363,22 @@ func (b *Backend) readRange(ctx context.Context, info segment.Info, off, n int64
 // marking the rest Unresolved: a listed size may be a compressed one.
 func (b *Backend) List(ctx context.Context, fn func(segment.Info) error) error {
 	return b.Backend.List(ctx, func(info segment.Info) error {
-		// Only a store that compresses marks listings unresolved: a
-		// bucket of plain segments (the common case, and Scribe Ledger's)
-		// must not cost every mount two requests per object. Hosts that
-		// share a bucket share its compression setting; reads are right
-		// either way, since Get finds the format by its footer.
-		if info.Unresolved || info.Compression != "" || info.Size < footerLen+zstdSkippableHdr {
+		// Whatever this store's Mode, a listed object may have been
+		// written compressed by a host that compresses (a size that is
+		// the stored one), so every entry the cache cannot resolve is
+		// marked Unresolved: the tier then learns its true size and its
+		// checksums with one Stat per version. Objects too small to hold
+		// a footer are plain, but their Stat also says whether they carry
+		// a checksum (scribefs stat's "checked").
+		if info.Unresolved || info.Compression != "" {
 			return fn(info)
 		}
-		if info.Version != "" {
-			if l, ok := b.layouts.Peek(versionKey{info.ID, info.Version}); ok {
-				if l != nil {
-					info = resolved(info, l)
-				}
-				return fn(info)
+		if info.Version != "" && info.Size >= footerLen+zstdSkippableHdr {
+			if l, ok := b.layouts.Peek(versionKey{info.ID, info.Version}); ok && l != nil {
+				return fn(resolved(info, l))
 			}
 		}
-		info.Unresolved = b.cfg.Mode != None
+		info.Unresolved = true
 		return fn(info)
 	})
 }

@@ -52,10 +52,14 @@
 // Get that does not name a version pays a Stat (HEAD) to learn it.
 //
 // List reports stored sizes, which for a compressed object are not the
-// segment's, so every listed entry of at least a footer's size that the
-// cache cannot resolve is marked Unresolved, whatever the Mode: objects
-// written compressed earlier must stay readable after the setting changes.
-// The tier resolves each such entry once per version with Stat.
+// segment's, so every listed entry the cache cannot resolve is marked
+// Unresolved, whatever the Mode: a host that does not compress must still
+// see the true size of objects a compressing host wrote (and objects
+// written compressed earlier stay readable after the setting changes). The
+// tier resolves each such entry once per version with Stat, which also
+// gives it the entry's checksums (or tells it there are none). For a plain
+// bucket that is one HEAD and one footer probe per object version, once,
+// in the background.
 //
 // Put in Mode None stores plain bytes; Get and Stat always understand the
 // format. Upstream whole-stream gzip objects (Compression "gzip", from

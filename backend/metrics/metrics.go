@@ -177,7 +177,8 @@ func (o *observed) List(ctx context.Context, fn func(segment.Info) error) error 
 }
 
 // countingReader reports bytes read; it keeps the wrapped reader's Version
-// method visible to the retry wrapper, which pins resumed reads by it.
+// and WholeCRC32C methods visible to the retry wrapper, which pins resumed
+// reads by the one and checks them by the other.
 type countingReader struct {
 	io.ReadCloser
 	add func(int64)
@@ -195,4 +196,12 @@ func (c *countingReader) Version() string {
 		return v.Version()
 	}
 	return ""
+}
+
+// WholeCRC32C passes the wrapped reader's whole-object check through.
+func (c *countingReader) WholeCRC32C() (uint32, bool) {
+	if v, ok := c.ReadCloser.(interface{ WholeCRC32C() (uint32, bool) }); ok {
+		return v.WholeCRC32C()
+	}
+	return 0, false
 }

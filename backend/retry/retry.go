@@ -35,6 +35,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"sync/atomic"
@@ -284,7 +285,19 @@ type resumingReader struct {
 	cur  io.ReadCloser
 	done int64 // bytes delivered so far
 	err  error // sticky: once failed, always failed
+
+	// A whole read whose first reader checks a recorded CRC32C at EOF:
+	// crc runs over every byte delivered, and after a resume the wrapper
+	// checks it at EOF (the resumed, ranged, readers cannot).
+	check   bool
+	want    uint32
+	crc     uint32
+	resumed bool
 }
+
+// wholeChecked is implemented by readers of a whole object that check it
+// at EOF against a recorded CRC32C (the S3 backend's).
+type wholeChecked interface{ WholeCRC32C() (uint32, bool) }
 
 // open opens the rest of the range at the pinned version, retrying
 // transient failures.
@@ -306,6 +319,13 @@ func (g *resumingReader) open() error {
 		rc, err := g.r.Backend.Get(g.ctx, g.id, o)
 		if err == nil {
 			g.cur = rc
+			if g.done == 0 && o.Offset == 0 && o.Length < 0 {
+				if w, ok := rc.(wholeChecked); ok {
+					g.want, g.check = w.WholeCRC32C()
+				}
+			} else if g.done > 0 {
+				g.resumed = true
+			}
 			return nil
 		}
 		if ok, err := g.r.again(g.ctx, "get", g.id, &g.b, err); !ok {
@@ -345,6 +365,14 @@ func (g *resumingReader) Read(p []byte) (int, error) {
 		}
 		n, err := g.cur.Read(p)
 		g.done += int64(n)
+		if g.check {
+			g.crc = crc32.Update(g.crc, castagnoli, p[:n])
+		}
+		if err == io.EOF && g.check && g.resumed && g.crc != g.want {
+			g.err = fmt.Errorf("get segment %d: %w: read crc32c %08x after %d retries resumed it, recorded %08x",
+				g.id, segment.ErrChecksum, g.crc, g.b.used, g.want)
+			return n, g.err
+		}
 		if err == nil || err == io.EOF {
 			return n, err
 		}
@@ -379,6 +407,8 @@ func (g *resumingReader) Close() error {
 	g.cur = nil
 	return err
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 type eofReader struct{}
 

@@ -7,11 +7,18 @@
 // layout Scribe Ledger nodes use, so a bucket they fill can be mounted.
 // Sixteen lowercase hex digits make the store's lexical key order the numeric
 // id order, which is how List streams ascending ids page by page. Any other
-// key under the prefix (Scribe Ledger's .meta.json sidecars, strays) is
-// ignored. Each object carries user metadata: scribefs-mtime (the settable
-// mtime, unix nanoseconds), scribefs-written (unix nanoseconds),
-// scribefs-crc32c (8 hex digits) and, while it fits the 2 KiB metadata
-// limit, scribefs-blocks (base64 of the big-endian block CRC32Cs).
+// key under the prefix (Scribe Ledger's .meta.json sidecars, scribefs's
+// .sums companions, strays) is ignored. Each object carries user metadata:
+// scribefs-mtime (the settable mtime, unix nanoseconds), scribefs-written
+// (unix nanoseconds), scribefs-crc32c (8 hex digits) and, while they fit
+// the 2 KiB metadata limit (about 280 blocks), scribefs-blocks (base64 of
+// the big-endian block CRC32Cs). Block sums that do not fit, or are not
+// known when a multipart upload starts, go to a companion object
+// <Prefix>segment-<id.Hex()>.<token>.sums, written before the object is
+// committed and named by the object's scribefs-sums token, so that every
+// object scribefs writes can be checked in ranges by any host, at any size
+// (sums.go has the format). A successful Put or Delete removes the
+// companions of other versions and a stale sidecar, after the object.
 // Version is the ETag.
 //
 // # Integrity
@@ -20,8 +27,13 @@
 // store verifies on receipt, and the CRC32C the store reports back is
 // compared with ours. Multipart uploads use a full-object CRC32C, so the
 // store also checks the assembled object. Whole-object reads are checked at
-// EOF against the recorded CRC32C; ranged reads are checked by the caller
-// against the block sums Stat returns.
+// EOF against the recorded CRC32C (the reader reports it, WholeCRC32C, so
+// the retry wrapper can check a whole read it resumed in ranges); ranged
+// reads are checked by the caller against the block sums Stat returns
+// (from metadata or the companion, read once per version). Objects other
+// programs wrote may carry no checksum at all: Stat then reports nil Sums.
+// An upstream gzip object is checked by gzip's CRC on a whole read only;
+// the tier learns block sums for its ranges from one whole read.
 //
 // # What it does not do
 //

@@ -197,28 +197,21 @@ func gzipError(op string, err error) error {
 	return &edgeError{msg: fmt.Sprintf("s3 %s: gzip object is corrupt: %v", op, err), kinds: []error{segment.ErrChecksum}}
 }
 
-// Put stores the segment (see putObject), then removes a Scribe Ledger
-// sidecar that described an older version.
+// Put stores the segment (see putObject); once the object is written, a
+// Scribe Ledger sidecar that described an older version is removed with
+// the companions of other versions (dropStale). Failure to remove it is
+// harmless for scribefs (its objects carry metadata that overrides a
+// sidecar), so it is not an error of the Put.
 func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions) (segment.Info, error) {
-	info, err := b.putObject(ctx, id, r, opts)
-	if err == nil {
-		b.dropSidecar(ctx, id)
-	}
-	return info, err
+	return b.putObject(ctx, id, r, opts)
 }
 
-// Delete removes the segment (see deleteObject) and its sidecar.
+// Delete removes the segment (see deleteObject), then its sidecar and
+// companions.
 func (b *Backend) Delete(ctx context.Context, id segment.ID, ifVersion string) error {
 	err := b.deleteObject(ctx, id, ifVersion)
 	if err == nil {
-		b.dropSidecar(ctx, id)
+		b.dropStale(ctx, id, "")
 	}
 	return err
-}
-
-// dropSidecar deletes id's sidecar if there is one. Failure is harmless for
-// scribefs (its objects carry metadata that overrides a sidecar), so it is
-// not an error of the Put or Delete.
-func (b *Backend) dropSidecar(ctx context.Context, id segment.ID) {
-	b.client.DeleteObject(ctx, &s3api.DeleteObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.sidecarKey(id))})
 }

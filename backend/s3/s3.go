@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/scribefs/scribefs/backend"
 	"github.com/scribefs/scribefs/segment"
@@ -51,6 +52,11 @@ type Backend struct {
 	keyPrefix string   // cfg.Prefix + "segment-"
 	bufs      sync.Pool
 	pageSize  int32 // ListObjectsV2 MaxKeys; 0 lets the store choose (tests lower it)
+	// metaBlocksMax is the most bytes of base64 block sums kept in user
+	// metadata (maxBlocksMeta; tests lower it); more go to a companion.
+	metaBlocksMax int
+	// sumsCache holds companions read, per object version.
+	sumsCache *lru.Cache[versionKey, *segment.Checksums]
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -111,10 +117,13 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if bc, ok := frozen.(*awshttp.BuildableClient); ok {
 		frozen = bc.Freeze()
 	}
+	sumsCache, _ := lru.New[versionKey, *segment.Checksums](sumsCacheSize)
 	b := &Backend{
-		cfg:       cfg,
-		http:      frozen,
-		keyPrefix: cfg.Prefix + "segment-",
+		cfg:           cfg,
+		http:          frozen,
+		keyPrefix:     cfg.Prefix + "segment-",
+		metaBlocksMax: maxBlocksMeta,
+		sumsCache:     sumsCache,
 	}
 	awsCfg.HTTPClient = &idleClient{next: frozen, idle: cfg.Timeout}
 	b.client = s3api.NewFromConfig(awsCfg, func(o *s3api.Options) {
@@ -189,11 +198,12 @@ func invalid(op, format string, args ...any) error {
 // becomes visible only when completed and is aborted on any failure, so Put is
 // atomic either way. Every request carries the CRC32C of its body, which the
 // store verifies, and the checksum the store reports back is compared with
-// ours. The checksums are also kept in user metadata for Stat; for a
-// multipart upload they must be known before the first byte is sent, so they
-// come from opts.Sums or, for an io.Seeker source, a first pass over it. A
-// multipart Put from an unseekable source without opts.Sums records no block
-// sums (Stat then reports the whole-object CRC32C only).
+// ours. The checksums are also kept for Stat: in user metadata when they
+// fit, else in the companion object (sums.go). For a multipart upload the
+// metadata is fixed before the first byte is sent, so sums come from
+// opts.Sums or, for an io.Seeker source, a first pass over it; an
+// unseekable source without opts.Sums gets its sums into the companion,
+// written before the upload is completed.
 func (b *Backend) putObject(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions) (segment.Info, error) {
 	op := segOp("put", id)
 	if err := b.readOnly(op); err != nil {
@@ -314,17 +324,25 @@ func (b *Backend) putSingle(ctx context.Context, id segment.ID, data []byte, opt
 		mtime = now
 	}
 	want := crcBase64(sums.Whole)
+	token := ""
+	if !b.blocksFit(sums) {
+		token = newToken()
+		if err := b.putSums(ctx, id, token, int64(len(data)), sums); err != nil {
+			return segment.Info{}, err
+		}
+	}
 	out, err := b.client.PutObject(ctx, &s3api.PutObjectInput{
 		Bucket:         &b.cfg.Bucket,
 		Key:            aws.String(b.key(id)),
 		Body:           bytes.NewReader(data),
 		ContentLength:  aws.Int64(int64(len(data))),
 		ChecksumCRC32C: aws.String(want),
-		Metadata:       metadata(mtime, now, sums),
+		Metadata:       b.metadata(mtime, now, sums, token),
 	})
 	if err != nil {
 		return segment.Info{}, b.fail(op, err)
 	}
+	b.dropStale(ctx, id, token)
 	if got := aws.ToString(out.ChecksumCRC32C); got != "" && got != want {
 		b.discard(ctx, id, aws.ToString(out.ETag))
 		return segment.Info{}, transitMismatch(op, "object", want, got)
@@ -370,24 +388,26 @@ func crcBase64(v uint32) string {
 }
 
 // metadata is the user metadata of a new object; sums may be nil when they
-// are not known before the upload starts.
-func metadata(mtime, written time.Time, sums *segment.Checksums) map[string]string {
+// are not known before the upload starts. token, when set, names the
+// companion that holds the block sums (see sums.go); otherwise they are
+// kept here, as they fit.
+func (b *Backend) metadata(mtime, written time.Time, sums *segment.Checksums, token string) map[string]string {
 	m := map[string]string{
 		metaMtime:   strconv.FormatInt(unixNano(mtime), 10),
 		metaWritten: strconv.FormatInt(unixNano(written), 10),
 	}
+	if token != "" {
+		m[metaSums] = token
+	}
 	if sums != nil {
 		m[metaCRC32C] = fmt.Sprintf("%08x", sums.Whole)
-		if len(sums.Blocks) > 0 {
+		if token == "" && len(sums.Blocks) > 0 && b.blocksFit(sums) {
 			raw := make([]byte, 4*len(sums.Blocks))
 			for i, s := range sums.Blocks {
 				binary.BigEndian.PutUint32(raw[4*i:], s)
 			}
-			// S3 allows 2 KiB of user metadata in all; larger lists are
-			// dropped and Stat reports the whole-object sum only.
-			if enc := base64.StdEncoding.EncodeToString(raw); len(enc) <= maxBlocksMeta {
-				m[metaBlocks] = enc
-			}
+			// S3 allows 2 KiB of user metadata in all.
+			m[metaBlocks] = base64.StdEncoding.EncodeToString(raw)
 		}
 	}
 	return m
@@ -411,10 +431,13 @@ func unixNano(t time.Time) int64 {
 // recorded by Put (the object's LastModified for objects written by other
 // programs). Sums come from the metadata Put recorded; an object without it
 // gets the whole-object CRC32C the store computed, when the store has a
-// full-object one. Blocks is nil when the block sums were not recorded (a
-// segment over about 280 blocks, or a multipart upload from an unseekable
-// source without opts.Sums), except that a segment of at most one block has
-// its single block sum equal to the whole sum.
+// full-object one. Block sums too many for the metadata (a segment over
+// about 280 blocks, or a multipart upload whose sums were not known when it
+// started) come from the companion object the metadata names (sums.go),
+// read once per version. Blocks is nil when none were recorded (objects of
+// other programs) or the companion is missing or damaged, except that a
+// segment of at most one block has its single block sum equal to the whole
+// sum.
 func (b *Backend) statWithMeta(ctx context.Context, id segment.ID) (segment.Info, map[string]string, error) {
 	out, err := b.client.HeadObject(ctx, &s3api.HeadObjectInput{
 		Bucket:       &b.cfg.Bucket,
@@ -439,6 +462,22 @@ func (b *Backend) statWithMeta(ctx context.Context, id segment.ID) (segment.Info
 	}
 	if t, ok := metaTime(out.Metadata, metaWritten); ok {
 		info.WrittenAt = t
+	}
+	if token := out.Metadata[metaSums]; token != "" && (info.Sums == nil || len(info.Sums.Blocks) == 0) {
+		var whole *uint32
+		if info.Sums != nil {
+			whole = &info.Sums.Whole
+		}
+		sums, err := b.loadSums(ctx, id, info.Version, token, size, whole)
+		switch {
+		case err == nil:
+			info.Sums = sums
+		case backend.IsTransient(err):
+			return segment.Info{}, nil, err
+		}
+		// A companion missing or damaged leaves the whole-object sum
+		// only: a whole read is still checked, and the tier learns the
+		// block sums from one (tier.fetcher.fillColdSums).
 	}
 	return info, out.Metadata, nil
 }
@@ -564,6 +603,11 @@ type objectReader struct {
 
 // Version is the ETag of the object being read.
 func (r *objectReader) Version() string { return r.version }
+
+// WholeCRC32C is the CRC32C a whole read is checked against at EOF; ok is
+// false for a ranged read or an object that records none. The retry
+// wrapper uses it to check a whole read it had to resume in ranges.
+func (r *objectReader) WholeCRC32C() (uint32, bool) { return r.want, r.verify }
 
 func (r *objectReader) Read(p []byte) (int, error) {
 	n, err := r.body.Read(p)

@@ -100,7 +100,9 @@ func (u *upload) firstErr() error {
 // when the stream had the declared size and the expected checksums (expect,
 // when known, is also what the metadata records), and aborted otherwise, so
 // the object appears whole or not at all. The store is asked for a
-// full-object CRC32C, which it checks at completion against ours.
+// full-object CRC32C, which it checks at completion against ours. Block
+// sums that do not fit the metadata are written to the companion object
+// (sums.go) before the upload is completed.
 func (b *Backend) putMultipart(ctx context.Context, id segment.ID, src io.Reader, size int64, expect *segment.Checksums, opts backend.PutOptions) (segment.Info, error) {
 	op := segOp("put", id)
 	if size > maxObjectSize {
@@ -112,12 +114,18 @@ func (b *Backend) putMultipart(ctx context.Context, id segment.ID, src io.Reader
 		mtime = now
 	}
 	key := b.key(id)
+	// The metadata is fixed here: sums not known yet, or too many for it,
+	// go to a companion written before the upload is completed.
+	token := ""
+	if !b.blocksFit(expect) {
+		token = newToken()
+	}
 	created, err := b.client.CreateMultipartUpload(ctx, &s3api.CreateMultipartUploadInput{
 		Bucket:            &b.cfg.Bucket,
 		Key:               &key,
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
 		ChecksumType:      types.ChecksumTypeFullObject,
-		Metadata:          metadata(mtime, now, expect),
+		Metadata:          b.metadata(mtime, now, expect, token),
 	})
 	if err != nil {
 		return segment.Info{}, b.fail(op, err)
@@ -150,6 +158,11 @@ func (b *Backend) putMultipart(ctx context.Context, id segment.ID, src io.Reader
 		// refuses to complete an upload without parts.
 		return segment.Info{}, invalid(op, "empty multipart upload")
 	}
+	if token != "" {
+		if err := b.putSums(ctx, id, token, total, sums); err != nil {
+			return segment.Info{}, err
+		}
+	}
 	slices.SortFunc(u.done, func(a, b types.CompletedPart) int { return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber)) })
 	want := crcBase64(sums.Whole)
 	out, err := b.client.CompleteMultipartUpload(ctx, &s3api.CompleteMultipartUploadInput{
@@ -167,6 +180,7 @@ func (b *Backend) putMultipart(ctx context.Context, id segment.ID, src io.Reader
 		return segment.Info{}, b.fail(op, err)
 	}
 	completed = true
+	b.dropStale(ctx, id, token)
 	if got := aws.ToString(out.ChecksumCRC32C); got != "" && got != want {
 		b.discard(ctx, id, aws.ToString(out.ETag))
 		return segment.Info{}, transitMismatch(op, "object", want, got)

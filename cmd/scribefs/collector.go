@@ -18,6 +18,7 @@ type storeCollector struct {
 	cacheHits, cacheMisses, cacheEvictions, cacheBytes, cacheMax *prometheus.Desc
 	hotBytes, hotMax, backlogSegs, backlogBytes                  *prometheus.Desc
 	archived, archiveErrs, checksumErrs, coldFetches, coldBytes  *prometheus.Desc
+	uncheckedReads                                               *prometheus.Desc
 	hotMaxBytes                                                  int64
 }
 
@@ -43,13 +44,14 @@ func newStoreCollector(s *tier.Store, hotMaxBytes int64) *storeCollector {
 		checksumErrs:   d("scribefs_checksum_errors_total", "Cold blocks that failed their recorded checksum."),
 		coldFetches:    d("scribefs_cold_fetches_total", "Ranged GETs of cold data (cache fills and prefetches)."),
 		coldBytes:      d("scribefs_cold_fetch_bytes_total", "Bytes of cold data fetched from S3."),
+		uncheckedReads: d("scribefs_unchecked_cold_fetches_total", "Cold fetches of objects that carry no checksum (written by other programs), served as S3 returned them."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.cacheHits, c.cacheMisses, c.cacheEvictions, c.cacheBytes, c.cacheMax,
-		c.hotBytes, c.hotMax, c.backlogSegs, c.backlogBytes, c.archived, c.archiveErrs, c.checksumErrs, c.coldFetches, c.coldBytes} {
+		c.hotBytes, c.hotMax, c.backlogSegs, c.backlogBytes, c.archived, c.archiveErrs, c.checksumErrs, c.coldFetches, c.coldBytes, c.uncheckedReads} {
 		ch <- d
 	}
 }
@@ -77,6 +79,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.checksumErrs, st.ChecksumErrors)
 	counter(c.coldFetches, st.ColdFetches)
 	counter(c.coldBytes, st.ColdFetchBytes)
+	counter(c.uncheckedReads, st.UncheckedReads)
 	if st.BacklogKnown {
 		gauge(c.backlogSegs, int64(st.BacklogSegments))
 		gauge(c.backlogBytes, st.BacklogBytes)

@@ -342,10 +342,22 @@ func statCommand() *cli.Command {
 				if i.Compression != "" {
 					fmt.Fprintf(w, "stored_size: %d\ncompression: %s\n", i.StoredSize, i.Compression)
 				}
+				fmt.Fprintf(w, "checked: %s\n", checkedText(i))
 				return nil
 			})
 		},
 	}
+}
+
+// checkedText says whether reads of a segment are checked: "yes" when it
+// carries checksums (or an encoding that checks itself, upstream gzip),
+// "no" for an object another program wrote without any, whose bytes are
+// served as S3 returns them.
+func checkedText(i segment.Info) string {
+	if i.Sums != nil || i.Compression != "" {
+		return "yes"
+	}
+	return "no"
 }
 
 func archiveCommand() *cli.Command {

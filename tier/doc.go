@@ -89,6 +89,20 @@
 // and back in between, and that host wrote the same id, the replay deletes
 // its object.
 //
+// # The fence
+//
+// Only the holder of the bucket's writer lease may change the cold tier.
+// The mount's lease keeper tells the store with Fence (lost, or about to
+// expire unrenewed), AllowColdUntil (renewed: valid until a deadline by
+// Config.Now) and Unfence. Every change to the cold tier (archive-start
+// and the upload, write-through, delete, rename's delete, replay, the
+// delete of an upload's garbage) checks the fence when it starts, again
+// before an archive commits (archive-complete: a fenced upload leaves H
+// and U as they are) and before each delete is sent; the request itself
+// is sent with a context that Fence cancels, so nothing in flight goes on
+// after it. Past the deadline the store refuses changes even if Fence
+// never comes.
+//
 // # Lock order
 //
 // A lock may be taken while holding those above it, never those below:

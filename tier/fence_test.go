@@ -224,3 +224,38 @@ func TestFenceDeadlineWithoutRenewal(t *testing.T) {
 		t.Fatalf("rm after renewal: %v", err)
 	}
 }
+
+// An upload in flight when the lease's deadline passes unrenewed is
+// cancelled at the deadline, with no call to Fence; one whose lease is
+// renewed meanwhile goes on.
+func TestFenceDeadlineCancelsInFlight(t *testing.T) {
+	s, cold, _ := mustTiered(t, Config{})
+	mustPut(t, s, 1, []byte("one"))
+	mustPut(t, s, 2, []byte("two"))
+	f := newInFlight(s)
+	f.hold.Store(true)
+	s.AllowColdUntil(time.Now().Add(300 * time.Millisecond))
+	archived := async(func() error { return s.Archive(ctx, 1) })
+	waitEntered(t, f)
+	err, ok := within(archived, 5*time.Second)
+	if !ok {
+		mustWait(t, "archive", archived)
+		t.Fatal("the upload in flight went on past the lease's deadline")
+	}
+	if !errors.Is(err, backend.ErrReadOnly) || f.sent.Load() != 0 || len(cold.Objects()) != 0 {
+		t.Fatalf("archive past the deadline: %v, %d sent, %d objects", err, f.sent.Load(), len(cold.Objects()))
+	}
+	// renewed while the upload is in flight: it is not cancelled
+	s.AllowColdUntil(time.Now().Add(300 * time.Millisecond))
+	archived = async(func() error { return s.Archive(ctx, 2) })
+	waitEntered(t, f)
+	s.AllowColdUntil(time.Now().Add(time.Minute))
+	time.Sleep(500 * time.Millisecond) // past the first deadline
+	close(f.proceed)
+	if err := mustWait(t, "archive", archived); err != nil {
+		t.Fatalf("archive renewed in flight: %v", err)
+	}
+	if _, ok := cold.Objects()[2]; !ok {
+		t.Fatal("the renewed upload did not land")
+	}
+}

@@ -397,28 +397,50 @@ func (s *Store) CleanSpool() (int, error) {
 // coldWritable checks, before a change to the cold tier starts or commits,
 // that this store may still make it.
 func (p *parts) coldWritable(op string, id segment.ID) error {
-	_, err := p.gate.check(op, id, p.cfg.Now())
+	_, _, err := p.gate.check(op, id, p.cfg.Now())
 	return err
 }
 
 // coldCtx checks that a change to the cold tier may start and returns the
 // context to send it with: it is cancelled, with the fence's error as its
-// cause, when the store is fenced. Call stop when the change is done.
+// cause, when the store is fenced or its deadline passes unrenewed (so
+// neither a retry nor the rest of a multipart upload goes out after it).
+// Call stop when the change is done.
 func (p *parts) coldCtx(ctx context.Context, op string, id segment.ID) (cctx context.Context, stop func(), err error) {
-	fenced, err := p.gate.check(op, id, p.cfg.Now())
+	fenced, until, err := p.gate.check(op, id, p.cfg.Now())
 	if err != nil {
 		return nil, nil, err
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	go func() {
-		select {
-		case <-fenced:
-			_, why := p.gate.check(op, id, p.cfg.Now())
-			if why == nil {
-				why = fmt.Errorf("%s segment %d: cold tier fenced: %w", op, id, backend.ErrReadOnly)
+		for {
+			var (
+				timer  *time.Timer
+				expiry <-chan time.Time
+			)
+			if !until.IsZero() {
+				timer = time.NewTimer(until.Sub(p.cfg.Now()))
+				expiry = timer.C
 			}
-			cancel(why)
-		case <-cctx.Done():
+			done := false
+			select {
+			case <-fenced:
+			case <-expiry:
+			case <-cctx.Done():
+				done = true
+			}
+			if timer != nil {
+				timer.Stop()
+			}
+			if done {
+				return
+			}
+			// Fenced, or the deadline came: renewed meanwhile?
+			var err error
+			if fenced, until, err = p.gate.check(op, id, p.cfg.Now()); err != nil {
+				cancel(err)
+				return
+			}
 		}
 	}()
 	return cctx, func() { cancel(nil) }, nil
@@ -473,8 +495,8 @@ func (g *coldGate) allow(until time.Time) {
 }
 
 // check says whether a change may start (or commit) at now, and returns
-// the channel that a fence closes.
-func (g *coldGate) check(op string, id segment.ID, now time.Time) (<-chan struct{}, error) {
+// the channel that a fence closes and the deadline.
+func (g *coldGate) check(op string, id segment.ID, now time.Time) (<-chan struct{}, time.Time, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	why := g.why
@@ -482,12 +504,12 @@ func (g *coldGate) check(op string, id segment.ID, now time.Time) (<-chan struct
 		why = fmt.Errorf("writer lease not renewed in time (valid until %s)", g.until.Format(time.RFC3339))
 	}
 	if why != nil {
-		return nil, fmt.Errorf("%s segment %d: cold tier fenced: %v: %w", op, id, why, backend.ErrReadOnly)
+		return nil, time.Time{}, fmt.Errorf("%s segment %d: cold tier fenced: %v: %w", op, id, why, backend.ErrReadOnly)
 	}
 	if g.fenced == nil {
 		g.fenced = make(chan struct{})
 	}
-	return g.fenced, nil
+	return g.fenced, g.until, nil
 }
 
 func (p *parts) writable(op string, id segment.ID) error {

@@ -138,10 +138,11 @@ func mountCommand() *cli.Command {
 					st.RecentErrors = ring.Lines()
 					st.MetricsAddr = c.String("metrics-addr")
 				},
-				AllowOther: c.Bool("allow-other"),
-				DebugFUSE:  c.Bool("debug-fuse"),
-				TakeOver:   c.Bool("take-over"),
-				Log:        log,
+				AllowOther:       c.Bool("allow-other"),
+				DebugFUSE:        c.Bool("debug-fuse"),
+				TakeOver:         c.Bool("take-over"),
+				AssumeSoleWriter: cfg.Storage.S3 != nil && cfg.Storage.S3.AssumeSoleWriter,
+				Log:              log,
 			})
 			if err != nil {
 				return err

@@ -1,7 +1,8 @@
 // Package mount runs one scribefs mount over an assembled store: Start
-// brings the parts up in order (spool clean-up, clean-up of uploads a crash
-// left, the bucket's writer lease, the control socket, the store's
-// background work, the first listing of the bucket, the FUSE server), Wait
+// brings the parts up in order (spool clean-up, the bucket's writer lease
+// and, once it is held, the clean-up of uploads a crash left, the control
+// socket, the store's background work, the first listing of the bucket,
+// the FUSE server), Wait
 // serves until the file system is unmounted, Shutdown unmounts it, and
 // Close takes the rest down in reverse.
 //
@@ -48,6 +49,12 @@ type Options struct {
 	DebugFUSE  bool
 	// TakeOver takes the writer lease even from a live holder.
 	TakeOver bool
+	// AssumeSoleWriter mounts writable even when the S3 store ignores
+	// conditional puts ([storage.s3] assume_sole_writer).
+	AssumeSoleWriter bool
+	// LeaseTTL is the writer lease's lifetime without renewal (default
+	// s3.DefaultLeaseTTL).
+	LeaseTTL time.Duration
 	// FirstListing bounds the wait for the first listing of the bucket
 	// before the mount is served (default 10s); a larger bucket goes on
 	// filling the index in the background.
@@ -88,14 +95,11 @@ func Start(ctx context.Context, o Options) (_ *Mount, err error) {
 		}
 	}
 	if o.S3 != nil && !o.Store.ReadOnly() {
-		go func() {
-			if n, err := o.S3.AbortIncompleteUploads(ctx, time.Now()); err != nil {
-				log.Warn("could not clean up incomplete uploads", "op", "abort-uploads", "err", err)
-			} else if n > 0 {
-				log.Info("aborted incomplete uploads left by a crash", "op", "abort-uploads", "count", n)
-			}
-		}()
-		m.lease, err = KeepLease(ctx, LeaseOptions{S3: o.S3, Fence: o.Store, HotPath: o.HotPath, TakeOver: o.TakeOver, Log: log})
+		m.lease, err = KeepLease(ctx, LeaseOptions{
+			S3: o.S3, Fence: o.Store, HotPath: o.HotPath, TakeOver: o.TakeOver,
+			AssumeSoleWriter: o.AssumeSoleWriter, TTL: o.LeaseTTL, Log: log,
+			OnHeld: func(ctx context.Context, l *s3.Lease) { abortStaleUploads(ctx, o.S3, l, log) },
+		})
 		if err != nil {
 			close(m.done)
 			return nil, err
@@ -157,4 +161,24 @@ func (m *Mount) Close() {
 		m.ctl.Close()
 	}
 	m.lease.Release()
+}
+
+// abortStaleUploads aborts the incomplete multipart uploads a crash left.
+// It runs only while the lease is held (ctx ends at its deadline), and
+// spares uploads begun less than a lease TTL plus a margin before the
+// lease was taken, by the store's own clock: a previous holder whose lease
+// was taken over may still be finishing those (it stops before its
+// deadline), and aborting them would gain nothing.
+func abortStaleUploads(ctx context.Context, b *s3.Backend, l *s3.Lease, log *slog.Logger) {
+	taken, err := l.ServerTime(ctx)
+	if err != nil {
+		log.Warn("could not clean up incomplete uploads", "op", "abort-uploads", "err", err)
+		return
+	}
+	cutoff := taken.Add(-(l.TTL() + l.TTL()/4))
+	if n, err := b.AbortIncompleteUploads(ctx, cutoff); err != nil {
+		log.Warn("could not clean up incomplete uploads", "op", "abort-uploads", "err", err)
+	} else if n > 0 {
+		log.Info("aborted incomplete uploads left by a crash", "op", "abort-uploads", "count", n, "begun_before", cutoff.UTC().Format(time.RFC3339))
+	}
 }

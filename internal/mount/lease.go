@@ -333,6 +333,18 @@ func (k *LeaseKeeper) renew(ctx context.Context, lease *s3.Lease) {
 	}
 }
 
+// Deadline is when this holder stops changing the cold tier unless the
+// lease is renewed first (LeaseOptions.Now); zero while no lease is held.
+func (k *LeaseKeeper) Deadline() time.Time {
+	k.mu.Lock()
+	l := k.held
+	k.mu.Unlock()
+	if l == nil {
+		return time.Time{}
+	}
+	return l.ValidUntil().Add(-k.o.Margin)
+}
+
 func (k *LeaseKeeper) lastRenewal() time.Time {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -1,0 +1,363 @@
+package mount
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/backend/local"
+	"github.com/scribefs/scribefs/backend/s3"
+	"github.com/scribefs/scribefs/internal/faultproxy"
+	"github.com/scribefs/scribefs/internal/miniotest"
+	"github.com/scribefs/scribefs/tier"
+)
+
+var ctx = context.Background()
+
+// fenceLog is a Fence that records what the keeper told it and when (by
+// the keeper's clock).
+type fenceLog struct {
+	now func() time.Time
+
+	mu     sync.Mutex
+	events []fenceEvent
+}
+
+type fenceEvent struct {
+	at    time.Time
+	until time.Time // AllowColdUntil; zero for Fence
+	why   error     // Fence
+}
+
+func (f *fenceLog) Fence(reason error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = append(f.events, fenceEvent{at: f.now(), why: reason})
+}
+
+func (f *fenceLog) AllowColdUntil(until time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = append(f.events, fenceEvent{at: f.now(), until: until})
+}
+
+func (f *fenceLog) Unfence() { f.AllowColdUntil(time.Time{}) }
+
+func (f *fenceLog) list() []fenceEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fenceEvent(nil), f.events...)
+}
+
+// allowed reports whether, by the events so far, cold changes are allowed
+// at t.
+func (f *fenceLog) allowed(t time.Time) bool {
+	ok := false
+	for _, e := range f.list() {
+		if e.at.After(t) {
+			break
+		}
+		ok = e.why == nil && (e.until.IsZero() || t.Before(e.until))
+	}
+	return ok
+}
+
+// fakeClock moves only when waited on: After(d) advances it by d at once
+// and calls onWait, so the keeper runs through minutes of its clock in
+// milliseconds, deterministically.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	waits  int
+	onWait func(now time.Time)
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.waits++
+	now := c.now
+	c.mu.Unlock()
+	if c.onWait != nil {
+		c.onWait(now)
+	}
+	ch := make(chan time.Time, 1)
+	ch <- now
+	return ch
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// mustS3 is an S3 backend on bucket reached at endpoint (MinIO or a proxy).
+func mustS3(t *testing.T, endpoint, bucket string) *s3.Backend {
+	t.Helper()
+	b, err := s3.New(ctx, s3.Config{
+		Bucket: bucket, Region: miniotest.Region, Endpoint: endpoint,
+		AccessKeyID: miniotest.AccessKey, SecretAccessKey: miniotest.SecretKey,
+		PathStyle: true, Timeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func mustProxy(t *testing.T, target string) *faultproxy.Proxy {
+	t.Helper()
+	p, err := faultproxy.New(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// TestLeaseKeeperStopsBeforeExpiry: renewals fail (S3 answers 503 to
+// them) for minutes. The keeper goes on retrying, fences the store at the
+// lease's deadline (TTL after the last successful renewal was sent, less
+// the margin) by its own clock, keeps it fenced, and lets it resume only
+// after a renewal succeeds.
+func TestLeaseKeeperStopsBeforeExpiry(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	p := mustProxy(t, srv.Endpoint)
+	b := mustS3(t, p.URL, bucket)
+	const ttl, margin = 2 * time.Minute, 30 * time.Second
+	t0 := time.Unix(1_000_000, 0)
+	clk := &fakeClock{now: t0}
+	fl := &fenceLog{now: clk.Now}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	failFrom, healAt, stopAt := t0.Add(time.Second), t0.Add(5*time.Minute), t0.Add(7*time.Minute)
+	stopped := make(chan struct{})
+	var once sync.Once
+	clk.onWait = func(now time.Time) {
+		switch {
+		case !now.Before(stopAt):
+			once.Do(func() { cancel(); close(stopped) })
+		case !now.Before(healAt):
+			p.Clear()
+		case !now.Before(failFrom):
+			p.Set(faultproxy.Fault{Kind: faultproxy.Error, Method: "PUT", PathContains: "scribefs-writer.lease"})
+		}
+	}
+	k, err := KeepLease(runCtx, LeaseOptions{
+		S3: b, Fence: fl, HotPath: filepath.Join(t.TempDir(), "hot.db"), Log: testLog(t),
+		TTL: ttl, Margin: margin, Now: clk.Now, After: clk.After,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the keeper did not run through 7 minutes of its clock")
+	}
+	deadline := t0.Add(ttl - margin) // the lease was taken at t0 and never renewed until healAt
+	for _, e := range fl.list() {
+		t.Logf("%+6v  until %+6v  %v", e.at.Sub(t0), e.until.Sub(t0), e.why)
+	}
+	if !fl.allowed(t0) {
+		t.Fatal("not allowed to write once the lease was taken")
+	}
+	for at := deadline; at.Before(healAt); at = at.Add(time.Second) {
+		if fl.allowed(at) {
+			t.Fatalf("cold changes allowed at %v, after the lease's deadline %v with every renewal failing", at.Sub(t0), deadline.Sub(t0))
+		}
+	}
+	var fencedAt time.Time
+	for _, e := range fl.list() {
+		if e.why != nil && e.at.After(t0) {
+			fencedAt = e.at
+			break
+		}
+	}
+	if fencedAt.IsZero() || fencedAt.After(deadline) {
+		t.Fatalf("fenced at %v, want by the deadline %v", fencedAt.Sub(t0), deadline.Sub(t0))
+	}
+	if !fl.allowed(healAt.Add(time.Second)) {
+		t.Fatal("not resumed after a successful renewal")
+	}
+	if n := p.Count("PUT", "scribefs-writer.lease"); n < 10 {
+		t.Fatalf("%d lease writes: the keeper did not keep retrying", n)
+	}
+	t.Logf("fenced at +%v (deadline +%v), resumed at the first renewal after +%v; %d lease PUTs, %d clock waits",
+		fencedAt.Sub(t0), deadline.Sub(t0), healAt.Sub(t0), p.Count("PUT", "scribefs-writer.lease"), clk.waits)
+	_ = k
+}
+
+// TestLeaseKeeperRefusesIgnoredConditionalPuts: a store that accepts a
+// conditional create of an existing object (the fault proxy answers the
+// probe's puts itself, as such a store would) is refused with a clear
+// error unless assume_sole_writer is set.
+func TestLeaseKeeperRefusesIgnoredConditionalPuts(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	p := mustProxy(t, srv.Endpoint)
+	b := mustS3(t, p.URL, bucket)
+	p.Set(faultproxy.Fault{Kind: faultproxy.Accept, Method: "PUT", PathContains: "scribefs-probe-"})
+	fl := &fenceLog{now: time.Now}
+	hot := filepath.Join(t.TempDir(), "hot.db")
+	_, err := KeepLease(ctx, LeaseOptions{S3: b, Fence: fl, HotPath: hot, Log: testLog(t)})
+	if err == nil || !strings.Contains(err.Error(), "ignores conditional puts") || !strings.Contains(err.Error(), "assume_sole_writer") {
+		t.Fatalf("writable mount on a store ignoring If-None-Match: %v; want a refusal naming assume_sole_writer", err)
+	}
+	t.Logf("refusal: %v", err)
+	if fl.allowed(time.Now()) {
+		t.Fatal("the store may write to the cold tier after the refusal")
+	}
+	if n := p.Count("PUT", "scribefs-writer.lease"); n != 0 {
+		t.Fatalf("%d lease writes after a failed probe", n)
+	}
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if _, err := KeepLease(kctx, LeaseOptions{S3: b, Fence: fl, HotPath: hot, AssumeSoleWriter: true, Log: testLog(t)}); err != nil {
+		t.Fatalf("with assume_sole_writer: %v", err)
+	}
+	if !fl.allowed(time.Now()) {
+		t.Fatal("with assume_sole_writer the store may not write")
+	}
+}
+
+// TestHolderID: the id beside the hot-tier file is created once (0600)
+// and kept; another store (a clone's own file) gets another.
+func TestHolderID(t *testing.T) {
+	dir := t.TempDir()
+	hot := filepath.Join(dir, "hot.db")
+	name, id, err := HolderID(hot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(hot + ".id")
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("id file: %v %v", st, err)
+	}
+	host, _ := os.Hostname()
+	if name != host+":"+hot || len(id) != 32 {
+		t.Fatalf("name %q id %q", name, id)
+	}
+	if _, again, _ := HolderID(hot); again != id {
+		t.Fatalf("id changed: %s then %s", id, again)
+	}
+	if _, other, _ := HolderID(filepath.Join(t.TempDir(), "hot.db")); other == id {
+		t.Fatal("two stores got the same id")
+	}
+	os.WriteFile(hot+".id", []byte("junk\n"), 0o600)
+	if _, _, err := HolderID(hot); err == nil || !strings.Contains(err.Error(), hot+".id") {
+		t.Fatalf("corrupt id file: %v", err)
+	}
+}
+
+// startUpload begins a multipart upload of a segment key, as a holder's
+// archiver does.
+func startUpload(t *testing.T, srv *miniotest.Server, bucket, key string) string {
+	t.Helper()
+	out, err := srv.Client().CreateMultipartUpload(ctx, &s3api.CreateMultipartUploadInput{Bucket: &bucket, Key: aws.String(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aws.ToString(out.UploadId)
+}
+
+func uploads(t *testing.T, srv *miniotest.Server, bucket string) map[string]bool {
+	t.Helper()
+	out, err := srv.Client().ListMultipartUploads(ctx, &s3api.ListMultipartUploadsInput{Bucket: &bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]bool{}
+	for _, u := range out.Uploads {
+		m[aws.ToString(u.UploadId)] = true
+	}
+	return m
+}
+
+// TestAbortStaleUploadsSparesRecent: with the lease held, uploads begun
+// more than TTL plus a margin before it was taken (by the store's clock)
+// are aborted; a recent one (a previous holder may still be finishing it)
+// is not.
+func TestAbortStaleUploadsSparesRecent(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	b := mustS3(t, srv.Endpoint, bucket)
+	old := startUpload(t, srv, bucket, "segments/segment-0000000000000001.bin")
+	time.Sleep(4 * time.Second) // the store's clock must move past old + TTL + margin
+	recent := startUpload(t, srv, bucket, "segments/segment-0000000000000002.bin")
+	l, err := b.AcquireLease(ctx, s3.LeaseOptions{Holder: "me", ID: "me", TTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	abortStaleUploads(ctx, b, l, testLog(t))
+	left := uploads(t, srv, bucket)
+	if left[old] || !left[recent] {
+		t.Fatalf("after the clean-up: old upload left %v, recent upload left %v; want false, true", left[old], left[recent])
+	}
+}
+
+// mustStore is a writable tiered store over a fresh bbolt file and cold.
+func mustStore(t *testing.T, cold backend.Backend, cfg tier.Config) (*tier.Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hot.db")
+	hot, err := local.Open(path, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hot.Close() })
+	s, err := tier.New(hot, hot.Index(), cold, nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, path
+}
+
+// TestStartRefusedAbortsNoUploads: a mount refused because another host
+// holds the lease must not touch that host's uploads in flight.
+func TestStartRefusedAbortsNoUploads(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	live := mustS3(t, srv.Endpoint, bucket)
+	if _, err := live.AcquireLease(ctx, s3.LeaseOptions{Holder: "live:/hot.db", ID: "live"}); err != nil {
+		t.Fatal(err)
+	}
+	inFlight := startUpload(t, srv, bucket, "segments/segment-0000000000000007.bin")
+	b := mustS3(t, srv.Endpoint, bucket)
+	store, hot := mustStore(t, b, tier.Config{})
+	_, err := Start(ctx, Options{Mountpoint: t.TempDir(), Store: store, S3: b, HotPath: hot, Log: testLog(t)})
+	if !errors.Is(err, s3.ErrLeaseHeld) {
+		t.Fatalf("mount while another host holds the lease: %v, want ErrLeaseHeld", err)
+	}
+	// Whatever a refused mount started in the background has had time
+	// to act.
+	for range 20 {
+		if !uploads(t, srv, bucket)[inFlight] {
+			t.Fatal("a refused mount aborted the live holder's upload in flight")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -346,15 +346,17 @@ func TestStartRefusedAbortsNoUploads(t *testing.T) {
 		t.Fatal(err)
 	}
 	inFlight := startUpload(t, srv, bucket, "segments/segment-0000000000000007.bin")
-	b := mustS3(t, srv.Endpoint, bucket)
+	// The lease answers slowly: whatever the mount starts before it knows
+	// it is refused has time to act.
+	p := mustProxy(t, srv.Endpoint)
+	p.Set(faultproxy.Fault{Kind: faultproxy.Latency, Method: "GET", PathContains: "scribefs-writer.lease", Delay: 800 * time.Millisecond})
+	b := mustS3(t, p.URL, bucket)
 	store, hot := mustStore(t, b, tier.Config{})
 	_, err := Start(ctx, Options{Mountpoint: t.TempDir(), Store: store, S3: b, HotPath: hot, Log: testLog(t)})
 	if !errors.Is(err, s3.ErrLeaseHeld) {
 		t.Fatalf("mount while another host holds the lease: %v, want ErrLeaseHeld", err)
 	}
-	// Whatever a refused mount started in the background has had time
-	// to act.
-	for range 20 {
+	for range 5 {
 		if !uploads(t, srv, bucket)[inFlight] {
 			t.Fatal("a refused mount aborted the live holder's upload in flight")
 		}

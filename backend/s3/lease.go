@@ -208,7 +208,7 @@ func (b *Backend) heldError(cur *leaseBody, why string) error {
 	if why != "" {
 		why = " (" + why + ")"
 	}
-	return fmt.Errorf("%w: bucket %s prefix %q has a writable mount by %s (pid %d), renewed %s%s; mount --read-only, or use mount --take-over",
+	return fmt.Errorf("%w: bucket %s prefix %q has a writable mount by %s (pid %d), renewed %s%s",
 		ErrLeaseHeld, b.cfg.Bucket, b.cfg.Prefix, cur.Holder, cur.PID,
 		time.Unix(cur.Renewed, 0).UTC().Format(time.RFC3339), why)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/backend/s3"
 	"github.com/scribefs/scribefs/internal/config"
 	"github.com/scribefs/scribefs/internal/control"
 	"github.com/scribefs/scribefs/internal/mount"
@@ -158,6 +159,9 @@ func openAPI(c *cli.Context, use coldUse) (control.API, error) {
 	})
 	if err != nil {
 		a.Close()
+		if errors.Is(err, s3.ErrLeaseHeld) {
+			err = fmt.Errorf("%w; run it where that mount runs, or once it is unmounted", err)
+		}
 		return nil, fmt.Errorf("%s needs the bucket's writer lease: %w", c.Command.Name, err)
 	}
 	api.OnClose = func() error {

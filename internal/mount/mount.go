@@ -14,6 +14,7 @@ package mount
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -100,6 +101,9 @@ func Start(ctx context.Context, o Options) (_ *Mount, err error) {
 			AssumeSoleWriter: o.AssumeSoleWriter, TTL: o.LeaseTTL, Log: log,
 			OnHeld: func(ctx context.Context, l *s3.Lease) { abortStaleUploads(ctx, o.S3, l, log) },
 		})
+		if errors.Is(err, s3.ErrLeaseHeld) {
+			err = fmt.Errorf("%w; mount --read-only, or use mount --take-over", err)
+		}
 		if err != nil {
 			close(m.done)
 			return nil, err

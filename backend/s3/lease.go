@@ -80,6 +80,9 @@ type Lease struct {
 	o   LeaseOptions
 	ttl time.Duration
 
+	// tookOver names the live holder TakeOver took the lease from.
+	tookOver string
+
 	// mu guards the fields below.
 	mu         sync.Mutex
 	etag       string
@@ -158,7 +161,10 @@ func (b *Backend) AcquireLease(ctx context.Context, o LeaseOptions) (*Lease, err
 		switch {
 		case cur == nil:
 			err = l.write(ctx, "", true)
-		case o.TakeOver || (o.ID != "" && cur.ID == o.ID):
+		case o.ID != "" && cur.ID == o.ID:
+			err = l.write(ctx, etag, false)
+		case o.TakeOver:
+			l.tookOver = cur.Holder
 			err = l.write(ctx, etag, false)
 		case watched != "" && etag != watched:
 			return nil, b.heldError(cur, "it was renewed while watched")
@@ -294,6 +300,11 @@ func (l *Lease) ValidUntil() time.Time {
 	defer l.mu.Unlock()
 	return l.validUntil
 }
+
+// TookOver names the holder whose lease TakeOver took, "" if none. That
+// holder may go on writing until its own lease would have expired: a TTL
+// after the take-over at the latest.
+func (l *Lease) TookOver() string { return l.tookOver }
 
 // TTL is the lease's lifetime without renewal.
 func (l *Lease) TTL() time.Duration { return l.ttl }

@@ -108,11 +108,12 @@ type LeaseKeeper struct {
 	o      LeaseOptions
 
 	// mu guards the fields below.
-	mu      sync.Mutex
-	held    *s3.Lease
-	renewed time.Time // wall clock, for people
-	lost    string
-	probed  bool
+	mu       sync.Mutex
+	held     *s3.Lease
+	renewed  time.Time // wall clock, for people
+	lost     string
+	probed   bool
+	coldFrom time.Time // Now: no cold changes before (after a take-over)
 }
 
 // HolderID names this holder: name is the host name and the hot-tier
@@ -251,21 +252,53 @@ func (k *LeaseKeeper) acquire(ctx context.Context, opts s3.LeaseOptions) (*s3.Le
 }
 
 // hold records a lease just taken and lets the store change the cold tier
-// until its deadline.
+// until its deadline: at once, or, after a take-over, only a TTL later,
+// when the previous holder has surely stopped.
 func (k *LeaseKeeper) hold(ctx context.Context, l *s3.Lease) {
-	deadline := l.ValidUntil().Add(-k.o.Margin)
-	k.mu.Lock()
-	k.held, k.renewed, k.lost = l, k.o.Wall(), ""
-	k.mu.Unlock()
-	k.o.Fence.AllowColdUntil(deadline)
-	k.o.Log.Info("writer lease held", "op", "lease", "holder", k.holder)
-	if k.o.OnHeld != nil {
-		go func() {
-			hctx, cancel := context.WithTimeout(ctx, deadline.Sub(k.o.Now()))
-			defer cancel()
-			k.o.OnHeld(hctx, l)
-		}()
+	from := k.o.Now()
+	if prev := l.TookOver(); prev != "" {
+		from = from.Add(l.TTL())
+		k.o.Log.Warn("took the writer lease over: archival and cold deletes start once the previous holder has surely stopped",
+			"op", "lease", "previous", prev, "wait", l.TTL())
 	}
+	k.mu.Lock()
+	k.held, k.renewed, k.lost, k.coldFrom = l, k.o.Wall(), "", from
+	k.mu.Unlock()
+	k.o.Log.Info("writer lease held", "op", "lease", "holder", k.holder)
+	wait := from.Sub(k.o.Now())
+	// At once when there is no wait: the caller may write when KeepLease
+	// returns.
+	allowed := wait <= 0 && k.allow(l)
+	go func() {
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-k.o.After(wait):
+			}
+			allowed = k.allow(l)
+		}
+		if !allowed || k.o.OnHeld == nil {
+			return
+		}
+		hctx, cancel := context.WithTimeout(ctx, l.ValidUntil().Add(-k.o.Margin).Sub(k.o.Now()))
+		defer cancel()
+		k.o.OnHeld(hctx, l)
+	}()
+}
+
+// allow lets the store change the cold tier until the lease's deadline,
+// unless the lease was lost or a take-over's wait is not over. It reports
+// whether it did.
+func (k *LeaseKeeper) allow(l *s3.Lease) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	now, until := k.o.Now(), l.ValidUntil().Add(-k.o.Margin)
+	if k.lost != "" || now.Before(k.coldFrom) || !now.Before(until) {
+		return false
+	}
+	k.o.Fence.AllowColdUntil(until)
+	return true
 }
 
 // renew renews every TTL/4 until ctx ends or the lease is taken over. Before
@@ -325,11 +358,10 @@ func (k *LeaseKeeper) renew(ctx context.Context, lease *s3.Lease) {
 		k.mu.Lock()
 		k.renewed = o.Wall()
 		k.mu.Unlock()
-		o.Fence.AllowColdUntil(lease.ValidUntil().Add(-o.Margin))
-		if expired {
-			expired = false
+		if k.allow(lease) && expired {
 			o.Log.Info("writer lease renewed: archival and cold deletes resume", "op", "lease")
 		}
+		expired = false
 	}
 }
 

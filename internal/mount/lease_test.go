@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,14 +73,16 @@ func (f *fenceLog) allowed(t time.Time) bool {
 	return ok
 }
 
-// fakeClock moves only when waited on: After(d) advances it by d at once
-// and calls onWait, so the keeper runs through minutes of its clock in
-// milliseconds, deterministically.
+// fakeClock moves only when waited on: After(d) moves it to d after the
+// call (unless it is later already) and calls onWait, so the keeper runs
+// through minutes of its clock in milliseconds, deterministically. hold,
+// when set, may return a channel that a wait of d blocks on first.
 type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
 	waits  int
 	onWait func(now time.Time)
+	hold   func(d time.Duration) <-chan struct{}
 }
 
 func (c *fakeClock) Now() time.Time {
@@ -89,8 +92,16 @@ func (c *fakeClock) Now() time.Time {
 }
 
 func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	due := c.Now().Add(d)
+	if c.hold != nil {
+		if ch := c.hold(d); ch != nil {
+			<-ch
+		}
+	}
 	c.mu.Lock()
-	c.now = c.now.Add(d)
+	if due.After(c.now) {
+		c.now = due
+	}
 	c.waits++
 	now := c.now
 	c.mu.Unlock()
@@ -362,4 +373,64 @@ func TestStartRefusedAbortsNoUploads(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestLeaseKeeperTakeOverWaitsTTL: --take-over takes a live lease at once,
+// but lets the store change the cold tier only a TTL later (by the taker's
+// clock), when the previous holder has surely stopped: renewals meanwhile
+// do not let it start early.
+func TestLeaseKeeperTakeOverWaitsTTL(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	live := mustS3(t, srv.Endpoint, bucket)
+	if _, err := live.AcquireLease(ctx, s3.LeaseOptions{Holder: "live:/hot.db", ID: "live"}); err != nil {
+		t.Fatal(err)
+	}
+	p := mustProxy(t, srv.Endpoint)
+	const ttl = 2 * time.Minute
+	t0 := time.Unix(1_000_000, 0)
+	release := make(chan struct{})
+	var renewWaits atomic.Int32
+	clk := &fakeClock{now: t0, hold: func(d time.Duration) <-chan struct{} {
+		if d == ttl {
+			return release // the take-over's wait: until three renewals are done
+		}
+		if renewWaits.Add(1) == 4 {
+			close(release)
+		}
+		return nil
+	}}
+	fl := &fenceLog{now: clk.Now}
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	held := make(chan struct{})
+	var once sync.Once
+	_, err := KeepLease(kctx, LeaseOptions{
+		S3: mustS3(t, p.URL, bucket), Fence: fl, HotPath: filepath.Join(t.TempDir(), "hot.db"), TakeOver: true,
+		TTL: ttl, Now: clk.Now, After: clk.After, Log: testLog(t),
+		OnHeld: func(context.Context, *s3.Lease) { once.Do(func() { close(held) }) },
+	})
+	if err != nil {
+		t.Fatalf("take over: %v", err)
+	}
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the store was never allowed to write after the take-over")
+	}
+	cancel()
+	var first time.Time
+	for _, e := range fl.list() {
+		t.Logf("%+6v  until %+6v  %v", e.at.Sub(t0), e.until.Sub(t0), e.why)
+		if e.why == nil && first.IsZero() {
+			first = e.at
+		}
+	}
+	if n := p.Count("PUT", "scribefs-writer.lease"); n < 4 {
+		t.Fatalf("%d lease writes: want the take-over and three renewals before the store may write", n)
+	}
+	if first.Before(t0.Add(ttl)) {
+		t.Fatalf("after a take-over the store could write at +%v, before a TTL (%v) had passed", first.Sub(t0), ttl)
+	}
+	t.Logf("take-over at +0s; renewals at +30s, +1m, +1m30s left the store fenced; allowed at +%v", first.Sub(t0))
 }

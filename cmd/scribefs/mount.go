@@ -66,7 +66,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-format", Usage: "text or json (default: the global --log-format, else text)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9464 (default: off)"},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request"},
-			&cli.BoolFlag{Name: "take-over", Usage: "take the bucket's writer lease even from a live holder (that mount stops writing to S3)"},
+			&cli.BoolFlag{Name: "take-over", Usage: "take the bucket's writer lease even from a live holder (that mount stops writing to S3; this one starts a lease TTL, 2m, later)"},
 		},
 		Action: func(c *cli.Context) (err error) {
 			if c.NArg() != 1 {

@@ -80,8 +80,10 @@ type Lease struct {
 	o   LeaseOptions
 	ttl time.Duration
 
-	// tookOver names the live holder TakeOver took the lease from.
+	// tookOver names the live holder TakeOver took the lease from;
+	// resumed is set when the lease was this holder's own already.
 	tookOver string
+	resumed  bool
 
 	// mu guards the fields below.
 	mu         sync.Mutex
@@ -162,6 +164,7 @@ func (b *Backend) AcquireLease(ctx context.Context, o LeaseOptions) (*Lease, err
 		case cur == nil:
 			err = l.write(ctx, "", true)
 		case o.ID != "" && cur.ID == o.ID:
+			l.resumed = true
 			err = l.write(ctx, etag, false)
 		case o.TakeOver:
 			l.tookOver = cur.Holder
@@ -305,6 +308,10 @@ func (l *Lease) ValidUntil() time.Time {
 // holder may go on writing until its own lease would have expired: a TTL
 // after the take-over at the latest.
 func (l *Lease) TookOver() string { return l.tookOver }
+
+// Resumed reports whether the lease was this holder's own (the same ID)
+// when it was taken: a restart after a crash.
+func (l *Lease) Resumed() bool { return l.resumed }
 
 // TTL is the lease's lifetime without renewal.
 func (l *Lease) TTL() time.Duration { return l.ttl }

@@ -56,8 +56,9 @@ type LeaseOptions struct {
 	TTL    time.Duration
 	Margin time.Duration
 	// OnHeld, when set, is called in the background each time the lease is
-	// taken, with a context that ends at the lease's deadline.
-	OnHeld func(ctx context.Context, l *s3.Lease)
+	// taken and the store may write, with holding, which reports whether
+	// it still may.
+	OnHeld func(ctx context.Context, l *s3.Lease, holding func() bool)
 	// Watching, when set, is told that another holder's lease looks
 	// expired and is being watched for ttl before it is taken.
 	Watching func(holder string, ttl time.Duration)
@@ -278,13 +279,19 @@ func (k *LeaseKeeper) hold(ctx context.Context, l *s3.Lease) {
 			}
 			allowed = k.allow(l)
 		}
-		if !allowed || k.o.OnHeld == nil {
-			return
+		if allowed && k.o.OnHeld != nil {
+			k.o.OnHeld(ctx, l, func() bool { return k.holding(l) })
 		}
-		hctx, cancel := context.WithTimeout(ctx, l.ValidUntil().Add(-k.o.Margin).Sub(k.o.Now()))
-		defer cancel()
-		k.o.OnHeld(hctx, l)
 	}()
+}
+
+// holding reports whether l is still held and valid, and its take-over
+// wait is over.
+func (k *LeaseKeeper) holding(l *s3.Lease) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	now := k.o.Now()
+	return k.held == l && k.lost == "" && !now.Before(k.coldFrom) && now.Before(l.ValidUntil().Add(-k.o.Margin))
 }
 
 // allow lets the store change the cold tier until the lease's deadline,

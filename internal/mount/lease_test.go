@@ -309,10 +309,12 @@ func uploads(t *testing.T, srv *miniotest.Server, bucket string) map[string]bool
 	return m
 }
 
-// TestAbortStaleUploadsSparesRecent: with the lease held, uploads begun
-// more than TTL plus a margin before it was taken (by the store's clock)
-// are aborted; a recent one (a previous holder may still be finishing it)
-// is not.
+// TestAbortStaleUploadsSparesRecent: only while the lease is held,
+// uploads begun more than TTL plus a margin before it was taken (by the
+// store's clock) are aborted at once; one begun shortly before (a previous
+// holder may still be finishing it) only once that time has passed; one
+// begun after the lease was taken (this holder's own) never. A holder
+// taking back its own lease after a crash aborts every older one at once.
 func TestAbortStaleUploadsSparesRecent(t *testing.T) {
 	srv := miniotest.Start(t)
 	bucket := srv.NewBucket(t)
@@ -320,14 +322,45 @@ func TestAbortStaleUploadsSparesRecent(t *testing.T) {
 	old := startUpload(t, srv, bucket, "segments/segment-0000000000000001.bin")
 	time.Sleep(4 * time.Second) // the store's clock must move past old + TTL + margin
 	recent := startUpload(t, srv, bucket, "segments/segment-0000000000000002.bin")
-	l, err := b.AcquireLease(ctx, s3.LeaseOptions{Holder: "me", ID: "me", TTL: 2 * time.Second})
+	time.Sleep(1100 * time.Millisecond) // Last-Modified has whole seconds
+	opts := s3.LeaseOptions{Holder: "me", ID: "me", TTL: 2 * time.Second}
+	l, err := b.AcquireLease(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	abortStaleUploads(ctx, b, l, testLog(t))
-	left := uploads(t, srv, bucket)
-	if left[old] || !left[recent] {
-		t.Fatalf("after the clean-up: old upload left %v, recent upload left %v; want false, true", left[old], left[recent])
+	ours := startUpload(t, srv, bucket, "segments/segment-0000000000000003.bin")
+	abortStaleUploads(ctx, b, l, func() bool { return false }, nil, testLog(t))
+	if left := uploads(t, srv, bucket); !left[old] || !left[recent] || !left[ours] {
+		t.Fatalf("aborted uploads without holding the lease: %v", left)
+	}
+	second := make(chan time.Time)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		abortStaleUploads(ctx, b, l, func() bool { return true }, func(time.Duration) <-chan time.Time { return second }, testLog(t))
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for uploads(t, srv, bucket)[old] && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := uploads(t, srv, bucket); left[old] || !left[recent] || !left[ours] {
+		t.Fatalf("first pass: old %v recent %v ours %v left; want false, true, true", left[old], left[recent], left[ours])
+	}
+	second <- time.Now() // TTL + margin later
+	<-done
+	if left := uploads(t, srv, bucket); left[recent] || !left[ours] {
+		t.Fatalf("second pass: recent %v ours %v left; want false, true", left[recent], left[ours])
+	}
+	// a restart: the holder takes its own lease back and aborts at once
+	// every upload begun before (its previous process's)
+	time.Sleep(1100 * time.Millisecond)
+	l2, err := b.AcquireLease(ctx, opts)
+	if err != nil || !l2.Resumed() {
+		t.Fatalf("taking back its own lease: %v, resumed %v", err, l2 != nil && l2.Resumed())
+	}
+	abortStaleUploads(ctx, b, l2, func() bool { return true }, nil, testLog(t))
+	if left := uploads(t, srv, bucket); left[ours] {
+		t.Fatal("after a restart the previous process's upload was not aborted at once")
 	}
 }
 
@@ -408,7 +441,7 @@ func TestLeaseKeeperTakeOverWaitsTTL(t *testing.T) {
 	_, err := KeepLease(kctx, LeaseOptions{
 		S3: mustS3(t, p.URL, bucket), Fence: fl, HotPath: filepath.Join(t.TempDir(), "hot.db"), TakeOver: true,
 		TTL: ttl, Now: clk.Now, After: clk.After, Log: testLog(t),
-		OnHeld: func(context.Context, *s3.Lease) { once.Do(func() { close(held) }) },
+		OnHeld: func(context.Context, *s3.Lease, func() bool) { once.Do(func() { close(held) }) },
 	})
 	if err != nil {
 		t.Fatalf("take over: %v", err)

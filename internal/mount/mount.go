@@ -99,7 +99,9 @@ func Start(ctx context.Context, o Options) (_ *Mount, err error) {
 		m.lease, err = KeepLease(ctx, LeaseOptions{
 			S3: o.S3, Fence: o.Store, HotPath: o.HotPath, TakeOver: o.TakeOver,
 			AssumeSoleWriter: o.AssumeSoleWriter, TTL: o.LeaseTTL, Log: log,
-			OnHeld: func(ctx context.Context, l *s3.Lease) { abortStaleUploads(ctx, o.S3, l, log) },
+			OnHeld: func(ctx context.Context, l *s3.Lease, holding func() bool) {
+				abortStaleUploads(ctx, o.S3, l, holding, time.After, log)
+			},
 		})
 		if errors.Is(err, s3.ErrLeaseHeld) {
 			err = fmt.Errorf("%w; mount --read-only, or use mount --take-over", err)
@@ -167,22 +169,47 @@ func (m *Mount) Close() {
 	m.lease.Release()
 }
 
-// abortStaleUploads aborts the incomplete multipart uploads a crash left.
-// It runs only while the lease is held (ctx ends at its deadline), and
-// spares uploads begun less than a lease TTL plus a margin before the
-// lease was taken, by the store's own clock: a previous holder whose lease
-// was taken over may still be finishing those (it stops before its
-// deadline), and aborting them would gain nothing.
-func abortStaleUploads(ctx context.Context, b *s3.Backend, l *s3.Lease, log *slog.Logger) {
+// abortStaleUploads aborts the incomplete multipart uploads a crash left,
+// only while the lease is held (holding), and never one begun after the
+// lease was taken (by the store's own clock: the lease object's
+// Last-Modified). A holder restarting after a crash (the lease was its
+// own) aborts every older one at once: its previous process is gone.
+// Otherwise a previous holder may still be finishing uploads it began
+// shortly before (it stops before its lease could expire): those begun
+// more than a TTL plus a margin before the lease was taken are aborted at
+// once, the rest once that much time has passed (after waits).
+func abortStaleUploads(ctx context.Context, b *s3.Backend, l *s3.Lease, holding func() bool, after func(time.Duration) <-chan time.Time, log *slog.Logger) {
 	taken, err := l.ServerTime(ctx)
 	if err != nil {
 		log.Warn("could not clean up incomplete uploads", "op", "abort-uploads", "err", err)
 		return
 	}
-	cutoff := taken.Add(-(l.TTL() + l.TTL()/4))
-	if n, err := b.AbortIncompleteUploads(ctx, cutoff); err != nil {
+	wait := l.TTL() + l.TTL()/4
+	if l.Resumed() {
+		wait = 0
+	}
+	if !abortUploadsBefore(ctx, b, taken.Add(-wait), holding, log) || wait == 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-after(wait):
+	}
+	abortUploadsBefore(ctx, b, taken, holding, log)
+}
+
+// abortUploadsBefore aborts the uploads begun before cutoff if the lease
+// is held; it reports whether it was.
+func abortUploadsBefore(ctx context.Context, b *s3.Backend, cutoff time.Time, holding func() bool, log *slog.Logger) bool {
+	if !holding() {
+		return false
+	}
+	n, err := b.AbortIncompleteUploads(ctx, cutoff)
+	if err != nil {
 		log.Warn("could not clean up incomplete uploads", "op", "abort-uploads", "err", err)
 	} else if n > 0 {
 		log.Info("aborted incomplete uploads left by a crash", "op", "abort-uploads", "count", n, "begun_before", cutoff.UTC().Format(time.RFC3339))
 	}
+	return true
 }

@@ -125,6 +125,12 @@ func mountCommand() *cli.Command {
 			if m != nil {
 				store = observedStore{fsStore{a.store}, m}
 			}
+			// Catch SIGINT/SIGTERM before the file system appears: one
+			// arriving while the mount starts must unmount it cleanly, not
+			// kill the process and leave a dead mount point behind.
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
 			mt, err := mount.Start(ctx, mount.Options{
 				Mountpoint: mnt,
 				Store:      a.store,
@@ -151,9 +157,6 @@ func mountCommand() *cli.Command {
 			log.Info("serving", "op", "mount", "mountpoint", mnt, "config", cfg.Source)
 			ready.report(nil)
 
-			sigs := make(chan os.Signal, 1)
-			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-			defer signal.Stop(sigs)
 			go func() {
 				sig, ok := <-sigs
 				if !ok {

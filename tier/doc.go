@@ -114,6 +114,7 @@
 //	fetcher.mu                   blocks in flight
 //	Index / Hot transactions     bbolt's writer lock, then local.Backend.mu (pins, usage)
 //	cache.Blocks.mu              a leaf
+//	coldGate.mu                  the fence; a leaf (the lease keeper calls in holding its own mutex)
 //
 // No lock is held across a call into the cold tier except L(id), whose
 // purpose is to be held across the upload or delete it guards.

@@ -138,9 +138,11 @@ func (a *archiver) archive(ctx context.Context, id segment.ID, only string) erro
 		return err
 	}
 	defer r.Close()
-	if err := a.coldWritable("archive", id); err != nil {
+	cctx, stop, err := a.coldCtx(ctx, "archive", id)
+	if err != nil {
 		return err
 	}
+	defer stop()
 	// Say before uploading that the bucket may soon hold an object the
 	// index does not know: a crash or a lost reply must not leave one that
 	// a delete would not look for.
@@ -157,14 +159,22 @@ func (a *archiver) archive(ctx context.Context, id segment.ID, only string) erro
 	if err != nil {
 		return err
 	}
-	stored, err := a.cold.Put(ctx, id, r, backend.PutOptions{Size: hot.Size, ModTime: hot.ModTime, Sums: hot.Sums})
+	stored, err := a.cold.Put(cctx, id, r, backend.PutOptions{Size: hot.Size, ModTime: hot.ModTime, Sums: hot.Sums})
 	if err != nil {
+		err = fencedCause(cctx, err)
 		a.stats.ArchiveErrors.Add(1)
 		return fmt.Errorf("archive segment %d: %w", id, err)
 	}
 	if stored.Size != hot.Size {
 		a.stats.ArchiveErrors.Add(1)
 		return fmt.Errorf("archive segment %d: cold tier stored %d bytes, expected %d", id, stored.Size, hot.Size)
+	}
+	// Fenced during the upload (the lease was lost or is about to expire):
+	// do not commit. The hot copy stays, and U says the object may be in
+	// the bucket; the lease's next holder may have changed the object
+	// already, so the bucket must not be trusted to keep it.
+	if err := a.coldWritable("archive", id); err != nil {
+		return err
 	}
 	stored.Sums, stored.ModTime, stored.WrittenAt = hot.Sums, hot.ModTime, hot.WrittenAt
 	stored.Tier = segment.TierCold

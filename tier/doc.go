@@ -90,6 +90,20 @@
 // and back in between, and that host wrote the same id, the replay deletes
 // its object.
 //
+// # The fence
+//
+// Only the holder of the bucket's writer lease may change the cold tier.
+// The mount's lease keeper tells the store with Fence (lost, or about to
+// expire unrenewed), AllowColdUntil (renewed: valid until a deadline by
+// Config.Now) and Unfence. Every change to the cold tier (archive-start
+// and the upload, write-through, delete, rename's delete, replay, the
+// delete of an upload's garbage) checks the fence when it starts, again
+// before an archive commits (archive-complete: a fenced upload leaves H
+// and U as they are) and before each delete is sent; the request itself
+// is sent with a context that Fence cancels, so nothing in flight goes on
+// after it. Past the deadline the store refuses changes even if Fence
+// never comes.
+//
 // # Lock order
 //
 // A lock may be taken while holding those above it, never those below:
@@ -103,6 +117,7 @@
 //	fetcher.mu                   blocks in flight
 //	Index / Hot transactions     bbolt's writer lock, then local.Backend.mu (pins, usage)
 //	cache.Blocks.mu              a leaf
+//	coldGate.mu                  the fence; a leaf (the lease keeper calls in holding its own mutex)
 //
 // No lock is held across a call into the cold tier except L(id), whose
 // purpose is to be held across the upload or delete it guards.

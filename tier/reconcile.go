@@ -252,7 +252,7 @@ func (rc *reconciler) resolveAll(ctx context.Context) error {
 // its segment's lock and only while the tombstone is still the record's
 // state.
 func (rc *reconciler) replay(ctx context.Context) (done int, err error) {
-	if rc.cold == nil || rc.cfg.ReadOnly || rc.fenced.Load() != nil {
+	if rc.cold == nil || rc.cfg.ReadOnly || rc.coldWritable("replay deletes of", 0) != nil {
 		return 0, nil
 	}
 	tombs, err := rc.index.Tombstones()

@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/scribefs/scribefs/backend"
@@ -130,9 +130,10 @@ type parts struct {
 	// object in the cold tier (see the package doc).
 	locks segmentLocks
 
-	// fenced, when set, is why this store may no longer change the cold
-	// tier (its writer lease was taken over).
-	fenced atomic.Pointer[error]
+	// gate says whether this store may change the cold tier now (it holds
+	// the bucket's writer lease), and cancels the changes in flight when
+	// it may no longer.
+	gate coldGate
 
 	stats Counters
 }
@@ -151,14 +152,22 @@ type Store struct {
 	fetch *fetcher
 }
 
-// Fence stops every change to the cold tier (archival, cold deletes) with
-// reason; hot reads and writes go on. A mount calls it when another writer
-// takes its lease over.
-func (s *Store) Fence(reason error) { s.fenced.Store(&reason) }
+// Fence stops every change to the cold tier (archival, write-through,
+// cold deletes and their replay) with reason, and cancels those in flight:
+// an upload or delete being sent fails with reason, leaving the segment as
+// it was. Hot reads and writes go on. A mount calls it when its writer
+// lease was taken over or is about to expire unrenewed.
+func (s *Store) Fence(reason error) { s.gate.fence(reason) }
 
-// Unfence lets the store change the cold tier again (its writer lease is
-// now held).
-func (s *Store) Unfence() { s.fenced.Store(nil) }
+// Unfence lets the store change the cold tier again, with no time limit.
+func (s *Store) Unfence() { s.gate.allow(time.Time{}) }
+
+// AllowColdUntil lets the store change the cold tier again, but only before
+// until by Config.Now: the writer lease was renewed and is valid until then.
+// From until on, every change about to start or commit is refused as if
+// fenced, even if Fence is never called; changes already sent are
+// cancelled only by Fence.
+func (s *Store) AllowColdUntil(until time.Time) { s.gate.allow(until) }
 
 // New assembles a store from a hot tier, the index kept beside it, and a
 // cold tier (nil for none). The caller keeps ownership of the backends and
@@ -365,11 +374,122 @@ func (l *limitReader) Read(p []byte) (int, error) {
 // of the bucket.
 func (s *Store) Synced() <-chan struct{} { return s.recon.syncedCh }
 
+// coldWritable checks, before a change to the cold tier starts or commits,
+// that this store may still make it.
 func (p *parts) coldWritable(op string, id segment.ID) error {
-	if why := p.fenced.Load(); why != nil {
-		return fmt.Errorf("%s segment %d: cold tier fenced: %v: %w", op, id, *why, backend.ErrReadOnly)
+	_, _, err := p.gate.check(op, id, p.cfg.Now())
+	return err
+}
+
+// coldCtx checks that a change to the cold tier may start and returns the
+// context to send it with: it is cancelled, with the fence's error as its
+// cause, when the store is fenced or its deadline passes unrenewed (so
+// neither a retry nor the rest of a multipart upload goes out after it).
+// Call stop when the change is done.
+func (p *parts) coldCtx(ctx context.Context, op string, id segment.ID) (cctx context.Context, stop func(), err error) {
+	fenced, until, err := p.gate.check(op, id, p.cfg.Now())
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil
+	cctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		for {
+			var (
+				timer  *time.Timer
+				expiry <-chan time.Time
+			)
+			if !until.IsZero() {
+				timer = time.NewTimer(until.Sub(p.cfg.Now()))
+				expiry = timer.C
+			}
+			done := false
+			select {
+			case <-fenced:
+			case <-expiry:
+			case <-cctx.Done():
+				done = true
+			}
+			if timer != nil {
+				timer.Stop()
+			}
+			if done {
+				return
+			}
+			// Fenced, or the deadline came: renewed meanwhile?
+			var err error
+			if fenced, until, err = p.gate.check(op, id, p.cfg.Now()); err != nil {
+				cancel(err)
+				return
+			}
+		}
+	}()
+	return cctx, func() { cancel(nil) }, nil
+}
+
+// fencedCause is err, or the fence's error if the change was cancelled by
+// a fence (cctx from coldCtx).
+func fencedCause(cctx context.Context, err error) error {
+	if err == nil || cctx.Err() == nil {
+		return err
+	}
+	if cause := context.Cause(cctx); cause != nil && errors.Is(cause, backend.ErrReadOnly) {
+		return cause
+	}
+	return err
+}
+
+// coldGate is the fence: whether the store may change the cold tier.
+type coldGate struct {
+	// mu guards the fields below.
+	mu     sync.Mutex
+	why    error         // set: fenced
+	until  time.Time     // not zero: fenced from then on (Config.Now)
+	fenced chan struct{} // closed by fence: cancels changes in flight
+}
+
+func (g *coldGate) fence(reason error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.why = reason
+	if g.fenced == nil {
+		g.fenced = make(chan struct{})
+	}
+	select {
+	case <-g.fenced:
+	default:
+		close(g.fenced)
+	}
+}
+
+func (g *coldGate) allow(until time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.why, g.until = nil, until
+	if g.fenced != nil {
+		select {
+		case <-g.fenced:
+			g.fenced = nil // a fresh channel for the next fence
+		default:
+		}
+	}
+}
+
+// check says whether a change may start (or commit) at now, and returns
+// the channel that a fence closes and the deadline.
+func (g *coldGate) check(op string, id segment.ID, now time.Time) (<-chan struct{}, time.Time, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	why := g.why
+	if why == nil && !g.until.IsZero() && !now.Before(g.until) {
+		why = fmt.Errorf("writer lease not renewed in time (valid until %s)", g.until.Format(time.RFC3339))
+	}
+	if why != nil {
+		return nil, time.Time{}, fmt.Errorf("%s segment %d: cold tier fenced: %v: %w", op, id, why, backend.ErrReadOnly)
+	}
+	if g.fenced == nil {
+		g.fenced = make(chan struct{})
+	}
+	return g.fenced, g.until, nil
 }
 
 func (p *parts) writable(op string, id segment.ID) error {
@@ -395,10 +515,12 @@ func (p *parts) replayLocked(ctx context.Context, id segment.ID) (bool, error) {
 	if err != nil || rec.Tomb == nil {
 		return false, err
 	}
-	if err := p.coldWritable("delete", id); err != nil {
+	cctx, stop, err := p.coldCtx(ctx, "delete", id)
+	if err != nil {
 		return false, err
 	}
-	err = p.cold.Delete(ctx, id, *rec.Tomb)
+	err = fencedCause(cctx, p.cold.Delete(cctx, id, *rec.Tomb))
+	stop()
 	if err != nil && !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrStale) {
 		return false, err
 	}

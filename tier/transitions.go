@@ -69,10 +69,12 @@ func (s *Store) Delete(ctx context.Context, id segment.ID) error {
 	}
 	var tomb *string
 	if inCold {
-		if err := s.coldWritable("delete", id); err != nil {
+		cctx, stop, err := s.coldCtx(ctx, "delete", id)
+		if err != nil {
 			return err
 		}
-		err := s.cold.Delete(ctx, id, version)
+		err = fencedCause(cctx, s.cold.Delete(cctx, id, version))
+		stop()
 		switch {
 		case err == nil, errors.Is(err, backend.ErrNotFound):
 		case errors.Is(err, backend.ErrStale):
@@ -176,14 +178,16 @@ func (s *Store) renameOnce(ctx context.Context, from, to segment.ID) error {
 		case rec.Hot == nil:
 			return fmt.Errorf("rename segment %d: %w", from, backend.ErrNotFound)
 		case rec.Cold != nil || rec.Uploading:
-			if err := s.coldWritable("rename", from); err != nil {
+			cctx, stop, err := s.coldCtx(ctx, "rename", from)
+			if err != nil {
 				return err
 			}
 			v := ""
 			if rec.Cold != nil && !rec.Uploading {
 				v = rec.Cold.Version
 			}
-			err := s.cold.Delete(ctx, from, v)
+			err = fencedCause(cctx, s.cold.Delete(cctx, from, v))
+			stop()
 			switch {
 			case err == nil, errors.Is(err, backend.ErrNotFound), errors.Is(err, backend.ErrStale):
 			case backend.IsTransient(err):

@@ -3,6 +3,8 @@ package s3
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,78 +21,205 @@ import (
 // A writer lease keeps two writable mounts of one bucket and prefix from
 // silently overwriting each other. It is an object under the prefix, written
 // only with S3 conditional puts (If-None-Match: * to create, If-Match: ETag
-// to renew or take over), so of two racing writers exactly one wins. It
-// names its holder and an expiry the holder keeps pushing forward.
+// to renew or take over), so of two racing writers exactly one wins.
+//
+// No decision rests on comparing clocks of different hosts. The body's
+// expiry (the holder's wall clock) is for people, and for a quick refusal
+// while it lies in the future; a contender takes another holder's lease
+// only after it has seen the same lease object (the same ETag) unchanged
+// for a full TTL on its own monotonic clock, or with TakeOver. The holder,
+// in turn, counts its lease valid for TTL from the moment it sent the last
+// write that succeeded (ValidUntil, monotonic), which is never later than
+// when any contender began to watch that write: a holder that stops
+// changing the bucket before ValidUntil (minus a margin for requests in
+// flight and clock rate) is out before anyone can take over.
+//
+// Everything rests on the store honouring the conditions; ProbeConditionalPuts
+// checks that it does.
 
-// ErrLeaseHeld is returned (wrapped) by AcquireLease when another live
-// holder has the lease.
-var ErrLeaseHeld = errors.New("writer lease held")
+// Errors returned (wrapped) by AcquireLease and Renew.
+var (
+	// ErrLeaseHeld is returned when another live holder has the lease, or
+	// took it over.
+	ErrLeaseHeld = errors.New("writer lease held")
+	// ErrLeaseUnconfirmed is returned by AcquireLease without Wait when
+	// another holder's lease looks expired by this host's wall clock: that
+	// proves nothing, and only watching it for a TTL (Wait) does.
+	ErrLeaseUnconfirmed = errors.New("writer lease of another holder looks expired, not yet confirmed")
+	// ErrConditionalPutsIgnored is returned by ProbeConditionalPuts when
+	// the store accepted a conditional create of an object that exists.
+	ErrConditionalPutsIgnored = errors.New("the S3 store ignores conditional puts (If-None-Match), so the writer lease cannot keep two writers apart")
+)
 
 // leaseName is the lease object under the prefix; it never parses as a
 // segment key.
 const leaseName = "scribefs-writer.lease"
 
+// DefaultLeaseTTL is a lease's lifetime without renewal.
+const DefaultLeaseTTL = 2 * time.Minute
+
 type leaseBody struct {
 	Holder  string `json:"holder"`
+	ID      string `json:"holder_id,omitempty"`
 	PID     int    `json:"pid"`
-	Expires int64  `json:"expires_unix"`
+	Expires int64  `json:"expires_unix"` // the holder's wall clock: informational
 	Renewed int64  `json:"renewed_unix"`
+	TTLms   int64  `json:"ttl_ms,omitempty"`
+	// Nonce differs in every write, so every write has a new ETag (the
+	// ETag is the body's MD5) and a contender sees each renewal.
+	Nonce string `json:"nonce,omitempty"`
 }
+
+// ttl is the lifetime its holder gives the lease (a contender watches it
+// at least this long).
+func (lb *leaseBody) ttl() time.Duration { return time.Duration(lb.TTLms) * time.Millisecond }
 
 // Lease is a held writer lease.
 type Lease struct {
-	b      *Backend
-	holder string
-	pid    int
-	ttl    time.Duration
+	b   *Backend
+	o   LeaseOptions
+	ttl time.Duration
 
-	// mu guards etag and lost.
-	mu   sync.Mutex
-	etag string
-	lost bool
+	// tookOver names the live holder TakeOver took the lease from;
+	// resumed is set when the lease was this holder's own already.
+	tookOver string
+	resumed  bool
+
+	// mu guards the fields below.
+	mu         sync.Mutex
+	etag       string
+	lost       bool
+	validUntil time.Time // monotonic (o.Now): sent time of the last write that succeeded + ttl
 }
 
 // LeaseOptions configure AcquireLease.
 type LeaseOptions struct {
-	// Holder identifies the writer across restarts (host name and hot-tier
-	// path): the same holder coming back after a crash gets the lease at
-	// once.
+	// Holder names the writer for people (host name and hot-tier path).
 	Holder string
-	PID    int
-	// TTL is how long the lease lasts without renewal (default 2 minutes).
+	// ID identifies the writer across restarts: a random id kept beside
+	// its hot-tier file. The same ID coming back after a crash gets the
+	// lease at once; two hosts with the same Holder (clones) do not.
+	ID  string
+	PID int
+	// TTL is how long the lease lasts without renewal (DefaultLeaseTTL).
 	TTL time.Duration
 	// TakeOver takes the lease even from a live holder.
 	TakeOver bool
+	// Wait, when another holder's lease looks expired, watches it for a
+	// full TTL (polling every Poll, default TTL/8) and takes it if it did
+	// not change; it fails with ErrLeaseHeld if it did. Without Wait,
+	// AcquireLease returns ErrLeaseUnconfirmed at once instead.
+	Wait bool
+	Poll time.Duration
+	// Watching, when set, is called when a watch begins.
+	Watching func(holder string, ttl time.Duration)
+
+	// Now is the monotonic clock (default time.Now); Wall the wall clock
+	// written into the lease and compared with its expiry for a quick
+	// refusal (default time.Now); After waits (default time.After). Tests
+	// inject them instead of sleeping.
+	Now   func() time.Time
+	Wall  func() time.Time
+	After func(time.Duration) <-chan time.Time
+}
+
+func (o *LeaseOptions) setDefaults() {
+	if o.TTL <= 0 {
+		o.TTL = DefaultLeaseTTL
+	}
+	if o.Poll <= 0 {
+		o.Poll = o.TTL / 8
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Wall == nil {
+		o.Wall = time.Now
+	}
+	if o.After == nil {
+		o.After = time.After
+	}
 }
 
 func (b *Backend) leaseKey() string { return b.cfg.Prefix + leaseName }
 
-// AcquireLease takes the writer lease, or fails with ErrLeaseHeld naming the
-// live holder.
+// AcquireLease takes the writer lease: at once when there is none, when it
+// is this holder's own (same ID) or with TakeOver; after watching it
+// unchanged for a TTL when it is another holder's and looks expired (see
+// Wait). It fails with ErrLeaseHeld naming a live holder.
 func (b *Backend) AcquireLease(ctx context.Context, o LeaseOptions) (*Lease, error) {
-	if o.TTL <= 0 {
-		o.TTL = 2 * time.Minute
-	}
-	l := &Lease{b: b, holder: o.Holder, pid: o.PID, ttl: o.TTL}
-	for attempt := 0; attempt < 5; attempt++ {
+	o.setDefaults()
+	l := &Lease{b: b, o: o, ttl: o.TTL}
+	var (
+		watched string    // the ETag being watched, "" before a watch
+		since   time.Time // when it was first seen (o.Now)
+		races   int
+	)
+	for {
 		cur, etag, err := b.readLease(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if cur != nil && cur.Holder != o.Holder && time.Now().Unix() < cur.Expires && !o.TakeOver {
-			return nil, fmt.Errorf("%w: bucket %s prefix %q has a writable mount by %s (pid %d) until %s; mount --read-only, wait for it to expire, or use mount --take-over",
-				ErrLeaseHeld, b.cfg.Bucket, b.cfg.Prefix, cur.Holder, cur.PID, time.Unix(cur.Expires, 0).UTC().Format(time.RFC3339))
+		switch {
+		case cur == nil:
+			err = l.write(ctx, "", true)
+		case o.ID != "" && cur.ID == o.ID:
+			l.resumed = true
+			err = l.write(ctx, etag, false)
+		case o.TakeOver:
+			l.tookOver = cur.Holder
+			err = l.write(ctx, etag, false)
+		case watched != "" && etag != watched:
+			return nil, b.heldError(cur, "it was renewed while watched")
+		case o.Wall().Unix() < cur.Expires:
+			return nil, b.heldError(cur, "")
+		default:
+			// Expired by this host's wall clock, which proves nothing:
+			// take it only once it has not changed for a full TTL here.
+			ttl := max(o.TTL, cur.ttl())
+			if watched == "" {
+				if !o.Wait {
+					return nil, fmt.Errorf("%w: bucket %s prefix %q: %s (pid %d) must be seen unchanged for %v first",
+						ErrLeaseUnconfirmed, b.cfg.Bucket, b.cfg.Prefix, cur.Holder, cur.PID, ttl)
+				}
+				watched, since = etag, o.Now()
+				if o.Watching != nil {
+					o.Watching(cur.Holder, ttl)
+				}
+			}
+			if left := ttl - o.Now().Sub(since); left > 0 {
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-o.After(min(o.Poll, left)):
+				}
+				continue
+			}
+			err = l.write(ctx, etag, false)
 		}
-		err = l.write(ctx, etag, cur == nil)
+		if errors.Is(err, backend.ErrStale) && races < 5 {
+			// Someone wrote it between our read and write: look again
+			// (a watch then finds its ETag changed).
+			races++
+			continue
+		}
 		if errors.Is(err, backend.ErrStale) {
-			continue // someone wrote it between our read and write: look again
+			return nil, fmt.Errorf("%w: bucket %s prefix %q: the lease keeps changing under us", ErrLeaseHeld, b.cfg.Bucket, b.cfg.Prefix)
 		}
 		if err != nil {
 			return nil, err
 		}
 		return l, nil
 	}
-	return nil, fmt.Errorf("%w: bucket %s prefix %q: the lease keeps changing under us", ErrLeaseHeld, b.cfg.Bucket, b.cfg.Prefix)
+}
+
+func (b *Backend) heldError(cur *leaseBody, why string) error {
+	if why != "" {
+		why = " (" + why + ")"
+	}
+	return fmt.Errorf("%w: bucket %s prefix %q has a writable mount by %s (pid %d), renewed %s%s",
+		ErrLeaseHeld, b.cfg.Bucket, b.cfg.Prefix, cur.Holder, cur.PID,
+		time.Unix(cur.Renewed, 0).UTC().Format(time.RFC3339), why)
 }
 
 func (b *Backend) readLease(ctx context.Context) (*leaseBody, string, error) {
@@ -109,16 +238,20 @@ func (b *Backend) readLease(ctx context.Context) (*leaseBody, string, error) {
 	}
 	var lb leaseBody
 	if json.Unmarshal(raw, &lb) != nil {
-		lb = leaseBody{} // unreadable: treat as expired, but keep its ETag for If-Match
+		lb = leaseBody{Holder: "an unreadable lease"} // watched like any other, then replaced
 	}
 	return &lb, aws.ToString(out.ETag), nil
 }
 
 // write puts a fresh lease body, conditional on the object being absent
-// (create) or still being etag.
+// (create) or still being etag. On success the lease is valid until TTL
+// after the request was sent.
 func (l *Lease) write(ctx context.Context, etag string, create bool) error {
-	now := time.Now()
-	body, _ := json.Marshal(leaseBody{Holder: l.holder, PID: l.pid, Expires: now.Add(l.ttl).Unix(), Renewed: now.Unix()})
+	sent, wall := l.o.Now(), l.o.Wall()
+	body, _ := json.Marshal(leaseBody{
+		Holder: l.o.Holder, ID: l.o.ID, PID: l.o.PID,
+		Expires: wall.Add(l.ttl).Unix(), Renewed: wall.Unix(), TTLms: l.ttl.Milliseconds(), Nonce: nonce(),
+	})
 	in := &s3api.PutObjectInput{Bucket: &l.b.cfg.Bucket, Key: aws.String(l.b.leaseKey()), Body: bytes.NewReader(body), ContentType: aws.String("application/json")}
 	if create {
 		in.IfNoneMatch = aws.String("*")
@@ -131,12 +264,14 @@ func (l *Lease) write(ctx context.Context, etag string, create bool) error {
 	}
 	l.mu.Lock()
 	l.etag = aws.ToString(out.ETag)
+	l.validUntil = sent.Add(l.ttl)
 	l.mu.Unlock()
 	return nil
 }
 
 // Renew pushes the expiry forward. It fails with ErrLeaseHeld once another
-// writer has taken the lease over; the caller must then stop writing.
+// writer has taken the lease over; the caller must then stop writing. Any
+// other error leaves the lease valid only until ValidUntil.
 func (l *Lease) Renew(ctx context.Context) error {
 	l.mu.Lock()
 	etag, lost := l.etag, l.lost
@@ -159,8 +294,37 @@ func (l *Lease) Renew(ctx context.Context) error {
 	return err
 }
 
+// ValidUntil is when the lease ends by the holder's monotonic clock
+// (LeaseOptions.Now) unless renewed: TTL after the last successful write
+// was sent. No other holder can have taken it before then, except with
+// TakeOver.
+func (l *Lease) ValidUntil() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.validUntil
+}
+
+// TookOver names the holder whose lease TakeOver took, "" if none. That
+// holder may go on writing until its own lease would have expired: a TTL
+// after the take-over at the latest.
+func (l *Lease) TookOver() string { return l.tookOver }
+
+// Resumed reports whether the lease was this holder's own (the same ID)
+// when it was taken: a restart after a crash.
+func (l *Lease) Resumed() bool { return l.resumed }
+
 // TTL is the lease's lifetime without renewal.
 func (l *Lease) TTL() time.Duration { return l.ttl }
+
+// ServerTime is the store's clock when the lease was last written (the
+// object's Last-Modified), for comparing with other times the store reports.
+func (l *Lease) ServerTime(ctx context.Context) (time.Time, error) {
+	out, err := l.b.client.HeadObject(ctx, &s3api.HeadObjectInput{Bucket: &l.b.cfg.Bucket, Key: aws.String(l.b.leaseKey())})
+	if err != nil {
+		return time.Time{}, l.b.fail("stat writer lease", err)
+	}
+	return aws.ToTime(out.LastModified), nil
+}
 
 // Release gives the lease up (on a clean unmount), if it is still ours.
 func (l *Lease) Release(ctx context.Context) error {
@@ -179,4 +343,41 @@ func (l *Lease) Release(ctx context.Context) error {
 		return l.b.fail("release writer lease", err)
 	}
 	return nil
+}
+
+// ProbeConditionalPuts checks that the store honours If-None-Match, which
+// the writer lease rests on: it creates a probe object under the prefix
+// twice, conditionally, and the second create must fail. It fails with
+// ErrConditionalPutsIgnored when it does not. The probe object is removed.
+func (b *Backend) ProbeConditionalPuts(ctx context.Context) error {
+	const op = "probe conditional puts"
+	key := b.cfg.Prefix + "scribefs-probe-" + nonce()
+	create := func() error {
+		_, err := b.client.PutObject(ctx, &s3api.PutObjectInput{
+			Bucket: &b.cfg.Bucket, Key: aws.String(key), Body: bytes.NewReader(nil), IfNoneMatch: aws.String("*"),
+		})
+		if err != nil {
+			return b.fail(op, err)
+		}
+		return nil
+	}
+	if err := create(); err != nil {
+		return err
+	}
+	defer b.client.DeleteObject(context.WithoutCancel(ctx), &s3api.DeleteObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(key)})
+	err := create()
+	switch {
+	case err == nil:
+		return fmt.Errorf("%w: bucket %s at %s", ErrConditionalPutsIgnored, b.cfg.Bucket, b.endpointName())
+	case errors.Is(err, backend.ErrStale):
+		return nil
+	}
+	return err
+}
+
+// nonce is 16 random hex digits.
+func nonce() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -20,8 +20,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/scribefs/scribefs/backend"
+	"github.com/scribefs/scribefs/backend/s3"
 	"github.com/scribefs/scribefs/internal/config"
 	"github.com/scribefs/scribefs/internal/control"
+	"github.com/scribefs/scribefs/internal/mount"
 	"github.com/scribefs/scribefs/segment"
 	"github.com/scribefs/scribefs/segment/ledger"
 )
@@ -119,8 +121,12 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 }
 
 // openAPI reaches the store: through the running mount's control socket
-// when there is one, else by opening it in this process.
-func openAPI(c *cli.Context) (control.API, error) {
+// when there is one, else by opening it in this process. A store opened
+// here never changes the bucket without holding its writer lease: for a
+// command that changes the bucket (use) it takes the lease for the
+// command's duration, or fails naming the holder; otherwise the cold tier
+// is fenced.
+func openAPI(c *cli.Context, use coldUse) (control.API, error) {
 	cfg, err := loadConfig(c)
 	if err != nil {
 		return nil, err
@@ -136,12 +142,46 @@ func openAPI(c *cli.Context) (control.API, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.api("", nil), nil
+	api := a.api("", nil)
+	if a.s3 == nil {
+		return api, nil
+	}
+	if use == readsCold || (use == writesColdIfThrough && cfg.Tiering.ArchiveAfter != 0) {
+		a.store.Fence(errors.New("this command holds no writer lease"))
+		return api, nil
+	}
+	k, err := mount.KeepLease(c.Context, mount.LeaseOptions{
+		S3: a.s3, Fence: a.store, HotPath: cfg.Storage.Hot.Path, Wait: true,
+		AssumeSoleWriter: cfg.Storage.S3.AssumeSoleWriter, Log: log,
+		Watching: func(holder string, ttl time.Duration) {
+			fmt.Fprintf(c.App.ErrWriter, "scribefs: the writer lease of %s looks expired; watching it for %v before taking it\n", holder, ttl)
+		},
+	})
+	if err != nil {
+		a.Close()
+		if errors.Is(err, s3.ErrLeaseHeld) {
+			err = fmt.Errorf("%w; run it where that mount runs, or once it is unmounted", err)
+		}
+		return nil, fmt.Errorf("%s needs the bucket's writer lease: %w", c.Command.Name, err)
+	}
+	api.OnClose = func() error {
+		k.Release()
+		return a.Close()
+	}
+	return api, nil
 }
 
-// withAPI runs fn with the store and closes it afterwards.
+// withAPI runs fn with the store and closes it afterwards; the store does
+// not change the bucket.
 func withAPI(c *cli.Context, fn func(api control.API) error) error {
-	api, err := openAPI(c)
+	return withStore(c, readsCold, fn)
+}
+
+// withStore runs fn with the store, holding the bucket's writer lease if
+// use needs it and the store is opened in this process, and closes it
+// afterwards.
+func withStore(c *cli.Context, use coldUse, fn func(api control.API) error) error {
+	api, err := openAPI(c, use)
 	if err != nil {
 		return err
 	}
@@ -151,6 +191,16 @@ func withAPI(c *cli.Context, fn func(api control.API) error) error {
 	c.Context = ctx
 	return fn(api)
 }
+
+// coldUse says whether a command changes the bucket, and so needs its
+// writer lease when it opens the store itself.
+type coldUse int
+
+const (
+	readsCold           coldUse = iota // no lease: the cold tier is fenced
+	writesCold                         // rm, archive
+	writesColdIfThrough                // put, import: only with write-through
+)
 
 func parseID(s string) (segment.ID, error) {
 	id, err := segment.ParseID(s)
@@ -203,7 +253,7 @@ func putCommand() *cli.Command {
 				}
 				r, size = f, st.Size()
 			}
-			return withAPI(c, func(api control.API) error {
+			return withStore(c, writesColdIfThrough, func(api control.API) error {
 				_, err := api.Put(c.Context, id, r, size, time.Time{})
 				if err != nil {
 					return segErr(id, err)
@@ -304,7 +354,7 @@ func rmCommand() *cli.Command {
 				}
 				ids = append(ids, id)
 			}
-			return withAPI(c, func(api control.API) error {
+			return withStore(c, writesCold, func(api control.API) error {
 				var failed error
 				for _, id := range ids {
 					if err := api.Delete(c.Context, id); err != nil {
@@ -382,7 +432,7 @@ func archiveCommand() *cli.Command {
 				}
 				ids = append(ids, id)
 			}
-			return withAPI(c, func(api control.API) error {
+			return withStore(c, writesCold, func(api control.API) error {
 				if !c.Bool("all") {
 					var failed error
 					for _, id := range ids {

@@ -147,7 +147,7 @@ are not entered. Segments land in the hot tier and are archived by policy.`,
 				files = append(files, idFile{id, path, st.Size()})
 			}
 			sort.Slice(files, func(a, b int) bool { return files[a].id < files[b].id })
-			return withAPI(c, func(api control.API) error {
+			return withStore(c, writesColdIfThrough, func(api control.API) error {
 				pr := newProgress(c.App.ErrWriter, "imported", len(files))
 				failed := parallelEach(c, par, len(files), func(i int) error {
 					f := files[i]

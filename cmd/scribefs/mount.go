@@ -66,7 +66,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-format", Usage: "text or json (default: the global --log-format, else text)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9464 (default: off)"},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request"},
-			&cli.BoolFlag{Name: "take-over", Usage: "take the bucket's writer lease even from a live holder (that mount stops writing to S3)"},
+			&cli.BoolFlag{Name: "take-over", Usage: "take the bucket's writer lease even from a live holder (that mount stops writing to S3; this one starts a lease TTL, 2m, later)"},
 		},
 		Action: func(c *cli.Context) (err error) {
 			if c.NArg() != 1 {
@@ -125,6 +125,12 @@ func mountCommand() *cli.Command {
 			if m != nil {
 				store = observedStore{fsStore{a.store}, m}
 			}
+			// Catch SIGINT/SIGTERM before the file system appears: one
+			// arriving while the mount starts must unmount it cleanly, not
+			// kill the process and leave a dead mount point behind.
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
 			mt, err := mount.Start(ctx, mount.Options{
 				Mountpoint: mnt,
 				Store:      a.store,
@@ -138,10 +144,11 @@ func mountCommand() *cli.Command {
 					st.RecentErrors = ring.Lines()
 					st.MetricsAddr = c.String("metrics-addr")
 				},
-				AllowOther: c.Bool("allow-other"),
-				DebugFUSE:  c.Bool("debug-fuse"),
-				TakeOver:   c.Bool("take-over"),
-				Log:        log,
+				AllowOther:       c.Bool("allow-other"),
+				DebugFUSE:        c.Bool("debug-fuse"),
+				TakeOver:         c.Bool("take-over"),
+				AssumeSoleWriter: cfg.Storage.S3 != nil && cfg.Storage.S3.AssumeSoleWriter,
+				Log:              log,
 			})
 			if err != nil {
 				return err
@@ -150,9 +157,6 @@ func mountCommand() *cli.Command {
 			log.Info("serving", "op", "mount", "mountpoint", mnt, "config", cfg.Source)
 			ready.report(nil)
 
-			sigs := make(chan os.Signal, 1)
-			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-			defer signal.Stop(sigs)
 			go func() {
 				sig, ok := <-sigs
 				if !ok {

@@ -98,6 +98,11 @@ type S3 struct {
 	// InsecureSkipVerify disables TLS certificate checks; for test setups
 	// only, and Warnings says so.
 	InsecureSkipVerify bool
+	// AssumeSoleWriter lets a writable mount write to a store that
+	// ignores conditional puts, where the writer lease cannot keep two
+	// writers apart; for buckets no other host ever mounts writable. Key
+	// assume_sole_writer, default false.
+	AssumeSoleWriter bool
 }
 
 // Cache is the in-memory LRU block cache, key [cache].
@@ -344,6 +349,7 @@ func (s S3) keyValues() []keyValue {
 		{"prefix", quote(s.Prefix)},
 		{"refresh_secs", secs(s.Refresh)},
 		{"insecure_skip_verify", strconv.FormatBool(s.InsecureSkipVerify)},
+		{"assume_sole_writer", strconv.FormatBool(s.AssumeSoleWriter)},
 	}
 }
 

@@ -723,3 +723,18 @@ func TestLoadRefusesHostileShapes(t *testing.T) {
 		t.Fatalf("parsed: %+v", cfg.Storage.S3)
 	}
 }
+
+func TestAssumeSoleWriter(t *testing.T) {
+	cfg := mustLoad(t, mustConfigFile(t, "[storage.s3]\nbucket = \"b\"\n"), homeEnv(t))
+	if cfg.Storage.S3.AssumeSoleWriter {
+		t.Fatal("assume_sole_writer on by default")
+	}
+	cfg = mustLoad(t, mustConfigFile(t, "[storage.s3]\nbucket = \"b\"\nassume_sole_writer = true\n"), homeEnv(t))
+	if !cfg.Storage.S3.AssumeSoleWriter {
+		t.Fatal("assume_sole_writer = true not read")
+	}
+	_, err := Load(mustConfigFile(t, "[storage.s3]\nbucket = \"b\"\nassume_sole_writer = \"yes\"\n"), envOf(homeEnv(t)))
+	if err == nil || !strings.Contains(err.Error(), "storage.s3.assume_sole_writer") {
+		t.Fatalf("wrong type: %v", err)
+	}
+}

@@ -19,7 +19,8 @@
 // directory and no cold tier.
 //
 // The [storage.s3] table is the one scribe-ledger uses, accepted unchanged,
-// plus a few scribefs keys (prefix, refresh_secs, insecure_skip_verify).
+// plus a few scribefs keys (prefix, refresh_secs, insecure_skip_verify,
+// assume_sole_writer).
 // Unknown keys, values of the wrong type and out-of-range values are errors,
 // never ignored: a typo must not silently leave a default in force.
 //

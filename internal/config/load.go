@@ -197,6 +197,7 @@ type s3File struct {
 	Prefix             setting[string] `toml:"prefix"`
 	RefreshSecs        setting[int64]  `toml:"refresh_secs"`
 	InsecureSkipVerify setting[bool]   `toml:"insecure_skip_verify"`
+	AssumeSoleWriter   setting[bool]   `toml:"assume_sole_writer"`
 }
 
 // tables are the keys that must hold tables; see decodeError.
@@ -438,6 +439,7 @@ func (f *file) apply(cfg *Config) *Error {
 			result{"storage.s3.prefix", into(fs3.Prefix, &s.Prefix, same)},
 			result{"storage.s3.refresh_secs", into(fs3.RefreshSecs, &s.Refresh, seconds)},
 			result{"storage.s3.insecure_skip_verify", into(fs3.InsecureSkipVerify, &s.InsecureSkipVerify, same)},
+			result{"storage.s3.assume_sole_writer", into(fs3.AssumeSoleWriter, &s.AssumeSoleWriter, same)},
 		)
 	}
 	results = append(results,

@@ -4,8 +4,9 @@
 // A test points the client's endpoint at Proxy.URL and switches faults on
 // and off with Set: added latency, a bandwidth cap, a connection reset or a
 // clean close in the middle of a response body, a stall (no more bytes), a
-// flipped byte in a GET body, or an S3 error reply (500 InternalError, 503
-// SlowDown, 403 AccessDenied, ...) with the XML body S3 sends. Each Fault
+// flipped byte in a GET body, an S3 error reply (500 InternalError, 503
+// SlowDown, 403 AccessDenied, ...) with the XML body S3 sends, or a success
+// the server would not have given (Accept). Each Fault
 // says which requests it applies to (method, key substring, the first N
 // matches, a probability). The proxy counts requests and injected faults so
 // a test can assert how many attempts a client made.
@@ -57,6 +58,10 @@ const (
 	// Error answers with Fault.Status and an S3 XML error naming Fault.Code,
 	// without contacting the server.
 	Error
+	// Accept answers 200 with an empty body and a made-up ETag, without
+	// contacting the server: a store that accepts a request it should
+	// refuse (a PUT whose If-None-Match it ignores).
+	Accept
 )
 
 func (k Kind) String() string {
@@ -75,6 +80,8 @@ func (k Kind) String() string {
 		return "corrupt"
 	case Error:
 		return "error"
+	case Accept:
+		return "accept"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }
@@ -297,6 +304,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		p.rp.ServeHTTP(w, r)
 	case Error:
 		writeS3Error(w, r, f)
+	case Accept:
+		w.Header().Set("Connection", "close") // the request body is not read
+		w.Header().Set("ETag", `"00000000000000000000000000000000"`)
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
 	case Stall:
 		if f.After < 0 {
 			p.waitGone(r.Context())

@@ -1,7 +1,8 @@
 // Package mount runs one scribefs mount over an assembled store: Start
-// brings the parts up in order (spool clean-up, clean-up of uploads a crash
-// left, the bucket's writer lease, the control socket, the store's
-// background work, the first listing of the bucket, the FUSE server), Wait
+// brings the parts up in order (spool clean-up, the bucket's writer lease
+// and, once it is held, the clean-up of uploads a crash left, the control
+// socket, the store's background work, the first listing of the bucket,
+// the FUSE server), Wait
 // serves until the file system is unmounted, Shutdown unmounts it, and
 // Close takes the rest down in reverse.
 //
@@ -51,6 +52,12 @@ type Options struct {
 	DebugFUSE  bool
 	// TakeOver takes the writer lease even from a live holder.
 	TakeOver bool
+	// AssumeSoleWriter mounts writable even when the S3 store ignores
+	// conditional puts ([storage.s3] assume_sole_writer).
+	AssumeSoleWriter bool
+	// LeaseTTL is the writer lease's lifetime without renewal (default
+	// s3.DefaultLeaseTTL).
+	LeaseTTL time.Duration
 	// FirstListing bounds the wait for the first listing of the bucket
 	// before the mount is served (default 10s); a larger bucket goes on
 	// filling the index in the background.
@@ -113,14 +120,16 @@ func Start(ctx context.Context, o Options) (_ *Mount, err error) {
 		}
 	}
 	if o.S3 != nil && !o.Store.ReadOnly() {
-		go func() {
-			if n, err := o.S3.AbortIncompleteUploads(ctx, time.Now()); err != nil {
-				log.Warn("could not clean up incomplete uploads", "op", "abort-uploads", "err", err)
-			} else if n > 0 {
-				log.Info("aborted incomplete uploads left by a crash", "op", "abort-uploads", "count", n)
-			}
-		}()
-		m.lease, err = KeepLease(ctx, LeaseOptions{S3: o.S3, Fence: o.Store, HotPath: o.HotPath, TakeOver: o.TakeOver, Log: log})
+		m.lease, err = KeepLease(ctx, LeaseOptions{
+			S3: o.S3, Fence: o.Store, HotPath: o.HotPath, TakeOver: o.TakeOver,
+			AssumeSoleWriter: o.AssumeSoleWriter, TTL: o.LeaseTTL, Log: log,
+			OnHeld: func(ctx context.Context, l *s3.Lease, holding func() bool) {
+				abortStaleUploads(ctx, o.S3, l, holding, time.After, log)
+			},
+		})
+		if errors.Is(err, s3.ErrLeaseHeld) {
+			err = fmt.Errorf("%w; mount --read-only, or use mount --take-over", err)
+		}
 		if err != nil {
 			close(m.done)
 			return nil, err
@@ -184,4 +193,49 @@ func (m *Mount) Close() {
 		m.ctl.Close()
 	}
 	m.lease.Release()
+}
+
+// abortStaleUploads aborts the incomplete multipart uploads a crash left,
+// only while the lease is held (holding), and never one begun after the
+// lease was taken (by the store's own clock: the lease object's
+// Last-Modified). A holder restarting after a crash (the lease was its
+// own) aborts every older one at once: its previous process is gone.
+// Otherwise a previous holder may still be finishing uploads it began
+// shortly before (it stops before its lease could expire): those begun
+// more than a TTL plus a margin before the lease was taken are aborted at
+// once, the rest once that much time has passed (after waits).
+func abortStaleUploads(ctx context.Context, b *s3.Backend, l *s3.Lease, holding func() bool, after func(time.Duration) <-chan time.Time, log *slog.Logger) {
+	taken, err := l.ServerTime(ctx)
+	if err != nil {
+		log.Warn("could not clean up incomplete uploads", "op", "abort-uploads", "err", err)
+		return
+	}
+	wait := l.TTL() + l.TTL()/4
+	if l.Resumed() {
+		wait = 0
+	}
+	if !abortUploadsBefore(ctx, b, taken.Add(-wait), holding, log) || wait == 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-after(wait):
+	}
+	abortUploadsBefore(ctx, b, taken, holding, log)
+}
+
+// abortUploadsBefore aborts the uploads begun before cutoff if the lease
+// is held; it reports whether it was.
+func abortUploadsBefore(ctx context.Context, b *s3.Backend, cutoff time.Time, holding func() bool, log *slog.Logger) bool {
+	if !holding() {
+		return false
+	}
+	n, err := b.AbortIncompleteUploads(ctx, cutoff)
+	if err != nil {
+		log.Warn("could not clean up incomplete uploads", "op", "abort-uploads", "err", err)
+	} else if n > 0 {
+		log.Info("aborted incomplete uploads left by a crash", "op", "abort-uploads", "count", n, "begun_before", cutoff.UTC().Format(time.RFC3339))
+	}
+	return true
 }

@@ -74,6 +74,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRequest -fuzztime 20s ./internal/control/
 	$(GO) test -run '^$$' -fuzz FuzzParseTrailer -fuzztime 20s ./backend/compress/
 	$(GO) test -run '^$$' -fuzz FuzzSidecar -fuzztime 20s ./backend/s3/
+	$(GO) test -run '^$$' -fuzz FuzzLease -fuzztime 20s ./backend/s3/
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 20s ./internal/config/
 
 clean:

@@ -90,3 +90,27 @@ func FuzzSidecar(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLease feeds arbitrary bytes to the lease object's parser: no panic;
+// the TTL a contender would watch is bounded; the refusal naming the holder
+// stays one line of bounded length.
+func FuzzLease(f *testing.F) {
+	f.Add([]byte(`{"holder":"host:/var/lib/scribefs/hot.db","holder_id":"0123456789abcdef0123456789abcdef","pid":42,"expires_unix":1800000000,"renewed_unix":1799999880,"ttl_ms":120000,"nonce":"ab"}`))
+	f.Add([]byte(`{"holder":"a\nb\u0000c","ttl_ms":9223372036854775807}`))
+	f.Add([]byte(`{"ttl_ms":-5}`))
+	f.Add([]byte(`not json`))
+	b := &Backend{cfg: Config{Bucket: "b", Prefix: "p/"}}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		lb := parseLease(raw)
+		if lb == nil {
+			t.Fatal("nil lease")
+		}
+		if ttl := lb.ttl(); ttl < 0 || ttl > maxLeaseTTL {
+			t.Fatalf("lease %q: ttl %v", raw, ttl)
+		}
+		msg := b.heldError(lb, "").Error()
+		if strings.ContainsAny(msg, "\n\r") || len(msg) > 600 {
+			t.Fatalf("lease %q: refusal %q", raw, msg)
+		}
+	})
+}

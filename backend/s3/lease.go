@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 
@@ -236,11 +237,37 @@ func (b *Backend) readLease(ctx context.Context) (*leaseBody, string, error) {
 	if err != nil {
 		return nil, "", b.fail("read writer lease", err)
 	}
+	return parseLease(raw), aws.ToString(out.ETag), nil
+}
+
+// maxLeaseTTL bounds the lifetime a lease object may claim: a contender
+// watches a lease for its TTL, and a hostile object could claim years.
+const maxLeaseTTL = time.Hour
+
+// parseLease reads a lease object, which anyone who can write the bucket
+// may have written: an unreadable one is watched like any other, then
+// replaced; its TTL is bounded by maxLeaseTTL; its holder's name, which
+// errors quote, is cut to 200 bytes of printable text.
+func parseLease(raw []byte) *leaseBody {
 	var lb leaseBody
 	if json.Unmarshal(raw, &lb) != nil {
-		lb = leaseBody{Holder: "an unreadable lease"} // watched like any other, then replaced
+		return &leaseBody{Holder: "an unreadable lease"}
 	}
-	return &lb, aws.ToString(out.ETag), nil
+	lb.TTLms = min(max(lb.TTLms, 0), maxLeaseTTL.Milliseconds())
+	lb.Holder = printable(lb.Holder, 200)
+	lb.ID = printable(lb.ID, 64)
+	return &lb
+}
+
+// printable quotes the non-printable runes of s and cuts it to about n
+// bytes, so that it can stand in a one-line message.
+func printable(s string, n int) string {
+	q := strconv.Quote(s)
+	q = q[1 : len(q)-1]
+	if len(q) > n {
+		q = q[:n] + "..."
+	}
+	return q
 }
 
 // write puts a fresh lease body, conditional on the object being absent

@@ -97,8 +97,8 @@ func (b *checkedBody) Read(p []byte) (int, error) {
 		b.err = fmt.Errorf("put segment %d: the request ended after %d bytes: %w", b.id, b.n, err)
 		return 0, b.err
 	}
-	if b.want >= 0 && int64(len(p)) > b.want-b.n+1 {
-		p = p[:b.want-b.n+1] // room for one byte too many, to notice it
+	if rem := b.want - b.n; b.want >= 0 && rem < int64(len(p)) {
+		p = p[:rem+1] // room for one byte too many, to notice it
 	}
 	n, err := b.r.Read(p)
 	b.n += int64(n)
@@ -123,8 +123,12 @@ func (b *checkedBody) Read(p []byte) (int, error) {
 	case err != nil:
 		err = b.cut(err)
 	}
-	if err != nil {
+	if err != nil && err != io.EOF {
 		b.err = err
+		// Hand on none of this read's bytes: a caller that reads exactly
+		// the declared size (io.ReadFull) ignores an error that comes
+		// with the bytes it asked for, and would take the body as whole.
+		return 0, err
 	}
 	return n, err
 }

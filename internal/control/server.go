@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -76,26 +75,40 @@ func newMux(api API, log *slog.Logger) *http.ServeMux {
 }
 
 // listenPrivate binds a unix socket at path without it ever being
-// reachable by others: bound in a fresh 0700 directory, chmod 0600, then
-// renamed over path (rename replaces a symlink, never follows it).
+// reachable by others: the socket's mode is set to 0600 (fchmod) before
+// bind creates the file, which Linux creates with that mode, so neither the
+// process-wide umask nor a temporary path is needed. A symlink or stale
+// socket at path is removed first (unlink never follows a link); one planted
+// again in between makes bind fail, it is never followed.
 func listenPrivate(path string) (net.Listener, error) {
-	dir, err := os.MkdirTemp(filepath.Dir(path), ".scribefs-sock-")
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != 0 && !fi.IsDir() {
+		os.Remove(path)
+	}
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	tmp := filepath.Join(dir, "s")
-	ln, err := net.Listen("unix", tmp)
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	if err := syscall.Fchmod(fd, 0o600); err != nil {
+		return nil, fmt.Errorf("fchmod: %w", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		return nil, fmt.Errorf("bind: %w", err)
+	}
+	if err := syscall.Listen(fd, 128); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	ln, err := net.FileListener(f)
 	if err != nil {
+		os.Remove(path)
 		return nil, err
 	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := os.Chmod(tmp, 0o600); err != nil {
+	// The mode bind gave was 0600 less the umask: never wider.
+	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
-		return nil, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		ln.Close()
+		os.Remove(path)
 		return nil, err
 	}
 	return ln, nil

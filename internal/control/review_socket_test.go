@@ -639,3 +639,38 @@ func TestReviewServeLongPath(t *testing.T) {
 	}
 	srv.Close()
 }
+
+// TestReviewPutLyingSizeMakesRoom: a put that names a size far larger than
+// its body (and than the hot tier's budget) publishes nothing and loses
+// nothing. It does make room for the size it named before reading a byte:
+// the test logs what that did to a segment already hot (the old server
+// trusted Content-Length the same way, so this is not new).
+func TestReviewPutLyingSizeMakesRoom(t *testing.T) {
+	s := reviewStore(t, tier.Config{HotMaxBytes: 1 << 20, FullWait: 300 * time.Millisecond})
+	path, c, _ := reviewServe(t, &Local{Store: s})
+	ctx := context.Background()
+	kept := backendtest.RandomBytes(80, 100_000)
+	if _, err := s.Put(ctx, 20, bytes.NewReader(kept), int64(len(kept)), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	old := []byte("old version")
+	if _, err := s.Put(ctx, 21, bytes.NewReader(old), int64(len(old)), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("ten bytes!")
+	body := append(append(chunk(data), "0\r\n"...), "Scribefs-Crc32c: "+crcOf(data)+"\r\n\r\n"...)
+	start := time.Now()
+	reply := rawRequest(t, path, "PUT /v1/segments/21 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: Scribefs-Crc32c\r\nScribefs-Size: 1073741824\r\n", body)
+	took := time.Since(start)
+	if strings.HasPrefix(reply, "200") {
+		t.Fatalf("a 10-byte body named 1 GiB was accepted: %q", reply)
+	}
+	if got := mustGetBytes(t, c, 21); !bytes.Equal(got, old) {
+		t.Fatalf("segment 21 holds %q", got)
+	}
+	if got := mustGetBytes(t, c, 20); !bytes.Equal(got, kept) {
+		t.Fatalf("segment 20 changed: %d bytes", len(got))
+	}
+	info, _ := s.Stat(ctx, 20)
+	t.Logf("reply after %v: %.90q; the untouched segment 20 is now in tier %v", took.Round(time.Millisecond), reply, info.Tier)
+}

@@ -296,3 +296,28 @@ func TestReviewCleanSpoolNameEdges(t *testing.T) {
 		t.Fatalf("the symlink's target: %q %v", b, err)
 	}
 }
+
+// TestReviewFsyncDuringStream: a file written by appends past the streaming
+// threshold is being stored by a background PutStream when fsync arrives
+// (through a read-only descriptor, then the writer's): each fsync
+// publishes exactly the bytes written so far, appends after it go on, and
+// close publishes the whole file.
+func TestReviewFsyncDuringStream(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	path := m.path("540")
+	w, r := startFdctl(t), startFdctl(t)
+	part1 := strings.Repeat("a", streamMin+1<<20)
+	part2 := strings.Repeat("b", 1<<20)
+	w.must("open w "+path+" wronly,creat,append", "write w "+part1)
+	r.must("open r " + path + " rdonly")
+	r.must("fsync r")
+	mustStored(t, m.store, 540, part1)
+	w.must("write w "+part2, "fsync w")
+	mustStored(t, m.store, 540, part1+part2)
+	w.must("write w end", "close w")
+	mustStored(t, m.store, 540, part1+part2+"end")
+	r.must("close r")
+	if m.store.Calls("putstream") == 0 {
+		t.Fatal("no PutStream: the test did not exercise streaming")
+	}
+}

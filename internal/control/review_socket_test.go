@@ -445,7 +445,10 @@ try:
 except OSError as e:
     print("connect refused:", e); sys.exit(0)
 s.settimeout(10)
-s.sendall(b"GET /v1/segments/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+try:
+    s.sendall(b"GET /v1/segments/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+except OSError as e:
+    print("send error (the server closed the connection):", e); sys.exit(0)
 data = b""
 try:
     while True:

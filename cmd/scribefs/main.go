@@ -297,6 +297,10 @@ func getCommand() *cli.Command {
 					tmp.Close()
 					return segErr(id, err)
 				}
+				if err := tmp.Sync(); err != nil {
+					tmp.Close()
+					return err
+				}
 				if err := tmp.Close(); err != nil {
 					return err
 				}

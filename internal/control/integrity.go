@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/scribefs/scribefs/backend"
@@ -142,7 +143,10 @@ func (b *checkedBody) end() error {
 	if got == "" {
 		return fmt.Errorf("put segment %d: %w: the body ended after %d bytes without its %s trailer (the sender stopped, or is older than this mount)", b.id, backend.ErrInvalid, b.n, trailerCRC)
 	}
-	if want := crcString(b.crc); got != want {
+	if len(got) != 8 || strings.Trim(got, "0123456789abcdefABCDEF") != "" {
+		return fmt.Errorf("put segment %d: %w: %s trailer %q is not 8 hex digits", b.id, backend.ErrInvalid, trailerCRC, got)
+	}
+	if want := crcString(b.crc); !strings.EqualFold(got, want) {
 		return fmt.Errorf("put segment %d: %w: the body's CRC32C is %s, its trailer says %s", b.id, segment.ErrChecksum, want, got)
 	}
 	return io.EOF
@@ -215,7 +219,7 @@ func (o *clientObject) Read(p []byte) (int, error) {
 		err = fmt.Errorf("get segment %d through the mount process: %d of %d bytes arrived", id, o.n, o.info.Size)
 	case err == io.EOF:
 		got := o.resp.Trailer.Get(trailerCRC)
-		if want := crcString(o.crc); got != want {
+		if want := crcString(o.crc); !strings.EqualFold(got, want) {
 			if got == "" {
 				err = fmt.Errorf("get segment %d through the mount process: the reply ended without its %s trailer", id, trailerCRC)
 			} else {

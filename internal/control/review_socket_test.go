@@ -97,7 +97,7 @@ func rawRequest(t *testing.T, path, head string, body []byte) string {
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	io.WriteString(c, head+"\r\n")
 	c.Write(body)
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: strings.Fields(head)[0]})
 	if err != nil {
 		return "no reply: " + err.Error()
 	}
@@ -448,7 +448,7 @@ s.settimeout(10)
 try:
     s.sendall(b"GET /v1/segments/1 HTTP/1.1\r\nHost: x\r\n\r\n")
 except OSError as e:
-    print("send refused:", e); sys.exit(0)
+    print("send error (the server closed the connection):", e); sys.exit(0)
 data = b""
 try:
     while True:
@@ -641,4 +641,75 @@ func TestReviewServeLongPath(t *testing.T) {
 		t.Fatalf("Serve of a %d-byte socket path that bind(2) accepts: %v", len(path), err)
 	}
 	srv.Close()
+}
+
+// TestReviewPutLyingSizeMakesRoom: a put that names a size far larger than
+// its body (and than the hot tier's budget) publishes nothing and loses
+// nothing. It does make room for the size it named before reading a byte:
+// the test logs what that did to a segment already hot (the old server
+// trusted Content-Length the same way, so this is not new).
+func TestReviewPutLyingSizeMakesRoom(t *testing.T) {
+	s := reviewStore(t, tier.Config{HotMaxBytes: 1 << 20, FullWait: 300 * time.Millisecond})
+	path, c, _ := reviewServe(t, &Local{Store: s})
+	ctx := context.Background()
+	kept := backendtest.RandomBytes(80, 100_000)
+	if _, err := s.Put(ctx, 20, bytes.NewReader(kept), int64(len(kept)), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	old := []byte("old version")
+	if _, err := s.Put(ctx, 21, bytes.NewReader(old), int64(len(old)), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("ten bytes!")
+	body := append(append(chunk(data), "0\r\n"...), "Scribefs-Crc32c: "+crcOf(data)+"\r\n\r\n"...)
+	start := time.Now()
+	reply := rawRequest(t, path, "PUT /v1/segments/21 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: Scribefs-Crc32c\r\nScribefs-Size: 1073741824\r\n", body)
+	took := time.Since(start)
+	if strings.HasPrefix(reply, "200") {
+		t.Fatalf("a 10-byte body named 1 GiB was accepted: %q", reply)
+	}
+	if got := mustGetBytes(t, c, 21); !bytes.Equal(got, old) {
+		t.Fatalf("segment 21 holds %q", got)
+	}
+	if got := mustGetBytes(t, c, 20); !bytes.Equal(got, kept) {
+		t.Fatalf("segment 20 changed: %d bytes", len(got))
+	}
+	info, _ := s.Stat(ctx, 20)
+	t.Logf("reply after %v: %.90q; the untouched segment 20 is now in tier %v", took.Round(time.Millisecond), reply, info.Tier)
+}
+
+// TestReviewHeadAndUppercaseCRC: two inputs outside the client's own
+// habits. HEAD of a segment (net/http routes it to the GET handler)
+// should not fetch the segment's bytes from the cold tier only to discard
+// them; an uppercase CRC32C in the trailer (the same sum) is the sender's
+// spelling, not corruption. Both are logged, not asserted: the put is
+// refused safely either way, and HEAD costs bandwidth, not data.
+func TestReviewHeadAndUppercaseCRC(t *testing.T) {
+	s := reviewStore(t, tier.Config{})
+	path, c, _ := reviewServe(t, &Local{Store: s})
+	ctx := context.Background()
+	data := backendtest.RandomBytes(85, 4*segment.BlockSize)
+	if _, err := s.Put(ctx, 30, bytes.NewReader(data), int64(len(data)), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Archive(ctx, 30); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats(ctx).ColdFetchBytes
+	reply := rawRequest(t, path, "HEAD /v1/segments/30 HTTP/1.1\r\nHost: x\r\n", nil)
+	headBytes := s.Stats(ctx).ColdFetchBytes - before
+	before = s.Stats(ctx).ColdFetchBytes
+	mustGetBytes(t, c, 30)
+	t.Logf("HEAD: %.60q; cold bytes fetched for it: %d (a whole GET: %d; the segment: %d)", reply, headBytes, s.Stats(ctx).ColdFetchBytes-before, len(data))
+
+	small := []byte("payload")
+	up := strings.ToUpper(crcOf(small))
+	body := append(append(chunk(small), "0\r\n"...), "Scribefs-Crc32c: "+up+"\r\n\r\n"...)
+	reply = rawRequest(t, path, "PUT /v1/segments/31 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: Scribefs-Crc32c\r\n", body)
+	t.Logf("put with the right CRC32C in uppercase (%s): %.120q", up, reply)
+	if strings.HasPrefix(reply, "200") {
+		if got := mustGetBytes(t, c, 31); !bytes.Equal(got, small) {
+			t.Fatalf("segment 31 holds %q", got)
+		}
+	}
 }

@@ -40,7 +40,11 @@ func Serve(path string, api API, log *slog.Logger) (*Server, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() == os.ModeSocket {
 			if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+				uid, uerr := peerUID(c)
 				c.Close()
+				if uerr == nil && uid != uint32(os.Getuid()) {
+					return nil, fmt.Errorf("control socket %s: a process of uid %d serves a socket there; remove it", path, uid)
+				}
 				return nil, fmt.Errorf("control socket %s: another scribefs process is serving this store", path)
 			}
 		} else if fi.Mode().Type() != os.ModeSymlink {
@@ -64,6 +68,7 @@ func newMux(api API, log *slog.Logger) *http.ServeMux {
 	mux.HandleFunc("GET /v1/segments", h.list)
 	mux.HandleFunc("GET /v1/hot", h.hot)
 	mux.HandleFunc("GET /v1/segments/{id}", h.get)
+	mux.HandleFunc("HEAD /v1/segments/{id}", h.head)
 	mux.HandleFunc("GET /v1/segments/{id}/stat", h.stat)
 	mux.HandleFunc("PUT /v1/segments/{id}", h.put)
 	mux.HandleFunc("DELETE /v1/segments/{id}", h.delete)
@@ -279,6 +284,25 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	hdr.Set(trailerCRC, crcString(cw.crc))
+}
+
+// head answers what a get would describe, without reading the segment.
+func (h *handler) head(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	info, err := h.api.Stat(r.Context(), id)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/octet-stream")
+	hdr.Set(headerSize, strconv.FormatInt(info.Size, 10))
+	hdr.Set(headerVersion, info.Version)
+	hdr.Set(headerMtime, strconv.FormatInt(info.ModTime.UnixNano(), 10))
+	w.WriteHeader(http.StatusOK)
 }
 
 func (h *handler) put(w http.ResponseWriter, r *http.Request) {

@@ -220,6 +220,20 @@ func TestPutNeedsItsEndMarker(t *testing.T) {
 	if got := s.mustRead(t, 6); !bytes.Equal(got, data) {
 		t.Fatalf("segment 6 holds %d bytes, want the new %d", len(got), len(data))
 	}
+	// The sum's spelling is the sender's: uppercase hex is the same sum;
+	// a trailer that is not a sum is an invalid request, not corruption.
+	status = rawPut(t, s.path, 6, "Transfer-Encoding: chunked\r\nTrailer: Scribefs-Crc32c\r\n",
+		append(append(body, "0\r\n"...), "Scribefs-Crc32c: "+strings.ToUpper(crcOf(data))+"\r\n\r\n"...), false)
+	if !strings.Contains(status, " 200 ") {
+		t.Fatalf("an uppercase CRC32C was refused: %q", status)
+	}
+	<-s.puts
+	status = rawPut(t, s.path, 6, "Transfer-Encoding: chunked\r\nTrailer: Scribefs-Crc32c\r\n",
+		append(append(body, "0\r\n"...), "Scribefs-Crc32c: xyz\r\n\r\n"...), false)
+	if !strings.Contains(status, " 400 ") {
+		t.Fatalf("a trailer that is no CRC32C: %q, want 400", status)
+	}
+	<-s.puts
 }
 
 // blockingReader gives n bytes, then blocks until its context ends.

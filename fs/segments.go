@@ -117,6 +117,14 @@ func (d *segmentsDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.E
 	return d.fsys.statfs(out)
 }
 
+var _ = (gofs.NodeFsyncer)((*segmentsDir)(nil))
+
+// Fsync of the directory succeeds: renames and unlinks are stored when they
+// return, and a created file is stored at its close (see rootDir.Fsync).
+func (d *segmentsDir) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
+	return 0
+}
+
 var _ = (gofs.NodeLookuper)((*segmentsDir)(nil))
 
 // Lookup answers with Store.Stat (or the draft of a file being written), so

@@ -115,9 +115,11 @@
 //
 // # Inode numbers
 //
-// A segment's inode number is computed from its id (id+3 for all but the top
-// 2^32+4 ids), so it is the same after a remount; see ino.go for the scheme
-// and its limits.
+// A segment's inode number is computed from its id, so it is the same after
+// a remount: id+3 for every id up to 2^64-5, so no two segments share a
+// number unless both are among the top 2^31+4 ids (the four highest fold
+// onto the numbers of four ids below them, and temp files take their
+// numbers from the top 2^31); see ino.go.
 //
 // # Caching
 //

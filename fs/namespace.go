@@ -170,7 +170,7 @@ func (d *segmentsDir) newTempLocked(name string, dr *draft) {
 }
 
 func (d *segmentsDir) tempInoInUseLocked(ino uint64) bool {
-	if d.tempCount <= tempWindow {
+	if d.tempCount <= tempWindow-foldCount {
 		return false // the counter has not wrapped yet
 	}
 	for _, t := range d.temps {
@@ -207,7 +207,7 @@ func (d *segmentsDir) child(ctx context.Context, name string) *gofs.Inode {
 			d.mu.Unlock()
 			return nil
 		}
-		attr = gofs.StableAttr{Mode: syscall.S_IFREG, Ino: dr.ino}
+		attr = tempStableAttr(dr.ino)
 	}
 	d.mu.Unlock()
 	return d.NewInode(ctx, n, attr)

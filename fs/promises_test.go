@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -39,5 +40,23 @@ func TestFsyncDirectory(t *testing.T) {
 	for _, dir := range []string{m.mnt, m.seg} {
 		c.must("open d "+dir+" rdonly", "fsync d", "close d")
 		mustRun(t, "sync", dir)
+	}
+}
+
+// TestDistinctInodeNumbers: ids that used to share an inode number (2^63 and
+// 2^64-2^32-4) have numbers of their own, so cp between them works and
+// find -samefile tells them apart.
+func TestDistinctInodeNumbers(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	a, b := m.path("9223372036854775808"), m.path("18446744069414584316")
+	mustSh(t, `printf aaa > "$1" && printf bbb > "$2"`, a, b)
+	inos := mustSh(t, `stat -c %i "$1" "$2"`, a, b)
+	if l := strings.Fields(inos); len(l) != 2 || l[0] == l[1] {
+		t.Fatalf("inode numbers %q", inos)
+	}
+	mustRun(t, "cp", a, b)
+	mustStored(t, m.store, 18446744069414584316, "aaa")
+	if same := mustRun(t, "find", m.seg, "-samefile", a); strings.TrimSpace(same) != a {
+		t.Fatalf("find -samefile %s: %q", a, same)
 	}
 }

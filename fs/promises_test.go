@@ -5,8 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/scribefs/scribefs/segment"
 )
 
 // Tests of what the mount promises readers, writers and tools (issue 16),
@@ -59,4 +63,111 @@ func TestDistinctInodeNumbers(t *testing.T) {
 	if same := mustRun(t, "find", m.seg, "-samefile", a); strings.TrimSpace(same) != a {
 		t.Fatalf("find -samefile %s: %q", a, same)
 	}
+}
+
+// TestPinnedReaderReadsToItsEnd: a reader that has read 1 MiB of a 4 MiB
+// version reads the remaining 3 MiB of that version, whatever replaced the
+// segment meanwhile: an in-place overwrite through the mount (the kernel
+// sets its one size per inode to 0 at the writer's O_TRUNC open), a new
+// version put into the store from outside, seen once the attributes are
+// asked for again, or a rename of a temp file onto it (rsync's way). A
+// new open then reads the new version.
+func TestPinnedReaderReadsToItsEnd(t *testing.T) {
+	v1 := pattern(1, 4<<20)
+	for i, tc := range []struct {
+		name    string
+		opts    Options
+		replace func(m *testMount, path string)
+	}{
+		{"O_TRUNC overwrite through the mount", Options{}, func(m *testMount, path string) {
+			mustSh(t, `printf new > "$1"`, path)
+		}},
+		{"overwrite with a writer held open", Options{}, func(m *testMount, path string) {
+			w := startWriter(t, path, "trunc", "new")
+			w.send("close")
+			w.expect("closed")
+		}},
+		{"new version put from outside", Options{EntryTimeout: -1, AttrTimeout: -1}, func(m *testMount, path string) {
+			m.store.put(segment.ID(500), []byte("new"), time.Time{})
+			mustRun(t, "stat", path) // the kernel learns the new size
+		}},
+		{"rename of a temp file (rsync)", Options{}, func(m *testMount, path string) {
+			mustSh(t, `printf new > "$1/.tmp" && mv "$1/.tmp" "$2"`, m.seg, path)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mustMount(t, newTestStore(t, 1<<30), tc.opts)
+			_ = i
+			path := m.path("500")
+			m.store.put(500, v1, time.Time{})
+			c := startFdctl(t)
+			c.must("open r " + path + " rdonly")
+			if got, want := c.do("read r 1048576"), readReply(v1[:1<<20]); got != want {
+				t.Fatalf("first MiB: %s, want %s", got, want)
+			}
+			tc.replace(m, path)
+			mustStored(t, m.store, 500, "new")
+			if got, want := c.do("read r 8388608"), readReply(v1[1<<20:]); got != want {
+				t.Fatalf("rest of v1: %s, want %s (3 MiB of v1)", got, want)
+			}
+			c.must("close r")
+			if got := mustRun(t, "cat", path); got != "new" {
+				t.Fatalf("a new open reads %q, want %q", abbreviate(got), "new")
+			}
+		})
+	}
+}
+
+// TestMmapSeesOneVersion: the kernel's page cache never mixes versions.
+// A reader of v2 mapping the file does not show v2's bytes to a reader of
+// v1; and a reader of v1 refilling the cache after v2 was published does
+// not hand v1's pages to a MAP_SHARED writer, which would store them back
+// (reverting v2's change).
+func TestMmapSeesOneVersion(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	const size = 256 << 10
+	v1, v2 := pattern(1, size), pattern(101, size)
+
+	t.Run("reader of v2 maps, reader of v1 reads", func(t *testing.T) {
+		path := m.path("510")
+		m.store.put(510, v1, time.Time{})
+		a, b := startFdctl(t), startFdctl(t)
+		a.must("open a " + path + " rdonly")
+		if got, want := a.do("read a 4096"), readReply(v1[:4096]); got != want {
+			t.Fatalf("v1 first page: %s", got)
+		}
+		tmp := mustWriteTemp(t, v2)
+		mustRun(t, "cp", tmp, path) // v2, same size, through the mount
+		b.must("open b "+path+" rdonly", "mmap b mb shared")
+		if got, want := b.do(fmt.Sprintf("mread mb 0 %d", size)), readReply(v2); got != want {
+			t.Fatalf("mapping of v2: %s, want %s", got, want)
+		}
+		if got, want := a.do(fmt.Sprintf("read a %d", size)), readReply(v1[4096:]); got != want {
+			t.Fatalf("reader of v1 after v2 was mapped: %s, want %s", got, want)
+		}
+	})
+
+	t.Run("shared writer after a reader of v1 refilled the cache", func(t *testing.T) {
+		path := m.path("511")
+		m.store.put(511, v1, time.Time{})
+		a, w := startFdctl(t), startFdctl(t)
+		a.must("open a " + path + " rdonly")
+		// v2 changes bytes 100..103 through the mount.
+		mustSh(t, `printf BBBB | dd of="$1" bs=1 seek=100 conv=notrunc status=none`, path)
+		want := slices.Clone(v1)
+		copy(want[100:], "BBBB")
+		mustStored(t, m.store, 511, string(want))
+		w.must("open w "+path+" rdwr", "mmap w mw shared,write")
+		// The reader of v1 reads all of it, refilling the cache.
+		if got, exp := a.do(fmt.Sprintf("read a %d", size)), readReply(v1); got != exp {
+			t.Fatalf("reader of v1: %s, want %s", got, exp)
+		}
+		// The writer changes bytes 0..3 of the same page.
+		w.must("mwrite mw 0 v3!!", "msync mw", "munmap mw", "close w")
+		copy(want, "v3!!")
+		if got, _ := m.store.get(511); len(got) > 104 && string(got[100:104]) != "BBBB" {
+			t.Fatalf("v3 stored %q at 100..103, where v2 wrote BBBB: v2's change reverted", got[100:104])
+		}
+		mustStored(t, m.store, 511, string(want))
+	})
 }

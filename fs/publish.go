@@ -58,11 +58,13 @@ func (d *segmentsDir) sync(ctx context.Context, n *fileNode, h *openFile) syscal
 		// A pinned reader, or no handle: the file's changes are in the
 		// draft bound to the node's name, if there is one.
 		d.mu.Lock()
-		name, unlinked := n.name, n.unlinked
+		name, unlinked, retired := n.name, n.unlinked, n.retired
 		d.mu.Unlock()
-		if unlinked {
+		if unlinked && !retired {
 			return 0 // what the name holds now is another file
 		}
+		// (A retired node's readers read an older version of the file
+		// that the name still holds: its pending changes are synced.)
 		if dr = d.attachDraft(name); dr == nil {
 			return 0
 		}
@@ -157,6 +159,12 @@ func (d *segmentsDir) attrOf(ctx context.Context, n *fileNode, h *openFile, out 
 	d.mu.Lock()
 	name, unlinked := n.name, n.unlinked
 	dr := d.draftLocked(name)
+	if n.retired {
+		info := n.cacheInfo
+		d.mu.Unlock()
+		d.fsys.fileAttr(out, info.Size, info.ModTime, 1)
+		return 0
+	}
 	d.mu.Unlock()
 	if !unlinked {
 		if dr != nil {
@@ -167,6 +175,16 @@ func (d *segmentsDir) attrOf(ctx context.Context, n *fileNode, h *openFile, out 
 		if kind, id := classify(name); kind == segmentName {
 			info, err := d.fsys.store.Stat(ctx, id)
 			if err == nil {
+				d.mu.Lock()
+				if n.cacheUsers > 0 && !n.retired && n.name == name && !sameContent(info, n.cacheInfo) {
+					// A new version (from elsewhere): this inode stays
+					// with the readers of the old one, and shows its
+					// size; the name gets a new node.
+					d.retireLocked(n)
+					info = n.cacheInfo
+					go d.NotifyEntry(name)
+				}
+				d.mu.Unlock()
 				d.fsys.fileAttr(out, info.Size, info.ModTime, 1)
 				return 0
 			}
@@ -217,6 +235,9 @@ func (d *segmentsDir) truncate(ctx context.Context, n *fileNode, h *openFile, si
 		h.wrote(seq)
 		return 0
 	}
+	if errno := d.retireForChange(n); errno != 0 {
+		return errno
+	}
 	name, unlock, errno := d.lockBinding(n)
 	if errno != 0 {
 		return errno
@@ -258,8 +279,11 @@ func (d *segmentsDir) setMtime(ctx context.Context, n *fileNode, h *openFile, mt
 		dr = h.draft
 	} else {
 		d.mu.Lock()
-		name, unlinked := n.name, n.unlinked
+		name, unlinked, retired := n.name, n.unlinked, n.retired
 		d.mu.Unlock()
+		if retired {
+			return syscall.ESTALE // the name has a new node
+		}
 		if unlinked {
 			return syscall.ENOENT
 		}

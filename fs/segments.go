@@ -137,6 +137,7 @@ func (d *segmentsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	if dr := d.draftOf(name); dr != nil {
 		size, mtime := dr.attr()
 		d.fsys.fileAttr(&out.Attr, size, mtime, 1)
+		d.retireStale(name, nil)
 	} else if kind == tempName {
 		return nil, syscall.ENOENT
 	} else {
@@ -145,6 +146,9 @@ func (d *segmentsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 			return nil, d.fsys.fail("lookup", name, err)
 		}
 		d.fsys.fileAttr(&out.Attr, info.Size, info.ModTime, 1)
+		// A new version gets a new node: the kernel must not apply its
+		// size to the inode that readers of the old one use.
+		d.retireStale(name, &info)
 	}
 	ch := d.child(ctx, name)
 	if ch == nil {
@@ -206,6 +210,7 @@ func (d *segmentsDir) Create(ctx context.Context, name string, flags uint32, mod
 		}
 		h.wroteSeq = seq
 	}
+	d.retireStale(name, nil) // the file is being written: a new inode for it
 	ch := d.child(ctx, name)
 	if ch == nil {
 		d.releaseDraft(dr)

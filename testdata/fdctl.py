@@ -10,7 +10,7 @@
 #   close NAME
 #   read NAME N            read up to N bytes (until EOF); reply "ok COUNT SHA256" of what was read
 #   mmap NAME MAP FLAGS    map the whole file; FLAGS: shared|private, optionally ,write
-#   mread MAP OFF LEN      reply "ok DATA" (bytes OFF..OFF+LEN of the mapping, as text)
+#   mread MAP OFF LEN      bytes OFF..OFF+LEN of the mapping; reply as read's
 #   mwrite MAP OFF DATA    write DATA into the mapping at OFF
 #   msync MAP
 #   munmap MAP
@@ -58,7 +58,8 @@ def run(words):
         maps[words[2]] = mmap.mmap(fds[words[1]], 0, flags=flags, prot=prot)
     elif op == 'mread':
         off, n = int(words[2]), int(words[3])
-        return maps[words[1]][off:off + n].decode('latin-1')
+        got = maps[words[1]][off:off + n]
+        return '%d %s' % (len(got), hashlib.sha256(got).hexdigest())
     elif op == 'mwrite':
         off, data = int(words[2]), words[3].encode()
         maps[words[1]][off:off + len(data)] = data

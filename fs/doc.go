@@ -79,10 +79,12 @@
 //
 // Publish points: the draft replaces the segment in one Store.Put at
 //
-//	FLUSH    close(2) of any descriptor of a handle that changed the
+//	FLUSH    close(2) of a descriptor of a handle that changed the
 //	         file since the last publish, even if it only created or
-//	         emptied it (touch, : > f, O_TRUNC); close returns the
-//	         Put's error
+//	         emptied it (touch, : > f, O_TRUNC), by a process that
+//	         made such a change through that handle, when no other
+//	         handle writing the file has unpublished changes; close
+//	         returns the Put's error
 //	FSYNC    fsync(2) or fdatasync(2) of any descriptor of the file,
 //	         whichever descriptor made the changes, even one opened
 //	         read-only (sync FILE); fsync returns the Put's error
@@ -91,7 +93,18 @@
 //	         failure is only logged, and a publish whose failure close
 //	         already reported is not retried
 //
-// So once close or fsync returns 0 the change is in the store. A shell
+// FUSE tells the descriptors of one handle (dup, fork, a redirection)
+// apart only by the process closing them, so: a child that inherited the
+// descriptor and changed nothing through it publishes nothing when it
+// exits ({ printf a; /bin/true; printf b; } > f stores "ab" at the end,
+// never "a"), while any close by a process that did change it publishes
+// what the file holds so far. And while several handles write one file
+// (two dd conv=notrunc), a close publishes nothing until the last of them
+// with changes closes, which publishes them all: the store never holds a
+// mix that no writer finished.
+//
+// So once close returns 0 and no other writer of the file is still at
+// work, or once fsync returns 0, the change is in the store. A shell
 // redirection (cmd > f) closes a duplicate of the descriptor right after
 // opening it, which publishes the truncation at once: readers then see
 // the file empty until cmd's output is published at its close, and if cmd

@@ -63,6 +63,37 @@ type draft struct {
 	// is set once one was aborted, until the next publish.
 	st       *stream
 	noStream bool
+	// writers are the handles open for writing (see othersDirty).
+	writers map[*openFile]struct{}
+}
+
+func (dr *draft) addWriter(h *openFile) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.writers == nil {
+		dr.writers = make(map[*openFile]struct{})
+	}
+	dr.writers[h] = struct{}{}
+}
+
+func (dr *draft) removeWriter(h *openFile) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	delete(dr.writers, h)
+}
+
+// othersDirty reports whether a handle writing the file other than h has
+// changes that are not published: its writer is not done, so h's close
+// must not publish a mix of both.
+func (dr *draft) othersDirty(h *openFile) bool {
+	dr.mu.RLock()
+	defer dr.mu.RUnlock()
+	for o := range dr.writers {
+		if o != h && o.wroteSeq > dr.pubSeq && !o.writeFailed {
+			return true
+		}
+	}
+	return false
 }
 
 // newDraft starts a draft from base, the pinned current version of an

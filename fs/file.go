@@ -227,7 +227,7 @@ func (n *fileNode) openWrite(ctx context.Context, flags uint32) (gofs.FileHandle
 			d.releaseDraft(dr)
 			return nil, 0, d.fsys.fail("open", name, err)
 		}
-		h.wroteSeq = seq
+		h.wroteLocked(seq, callerProcess(ctx)) // not shared yet
 	}
 	d.fsys.addHandle(h)
 	return h, fuse.FOPEN_DIRECT_IO, 0
@@ -268,7 +268,7 @@ func (n *fileNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, of
 		h.failed()
 		return 0, n.dir.fsys.fail("write", n.dir.nameOf(n), err)
 	}
-	h.wrote(seq)
+	h.wrote(seq, callerProcess(ctx))
 	if streamable && !n.dir.fsys.discard.Load() {
 		d := n.dir
 		d.mu.Lock()

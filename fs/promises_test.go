@@ -171,3 +171,39 @@ func TestMmapSeesOneVersion(t *testing.T) {
 		mustStored(t, m.store, 511, string(want))
 	})
 }
+
+// TestCloseDoesNotPublishOthersUnfinishedWrites: a close publishes the file
+// only when no other handle writing it has unpublished changes, and only
+// for a process that changed the file through the closed handle: the exit
+// of a child that inherited the descriptor (/bin/true in a redirected
+// group) publishes nothing, and A's close while B is still writing leaves
+// the old version until B closes.
+func TestCloseDoesNotPublishOthersUnfinishedWrites(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+
+	t.Run("child inheriting the descriptor", func(t *testing.T) {
+		// "mid" is said by a child: a builtin redirecting its stdout would
+		// make the shell itself close a duplicate of the file, which is
+		// the writer's close as far as FUSE can tell.
+		h := startSh(t, `{ printf 'header;'; /bin/true; sh -c 'echo mid >&3'; read x; printf footer; } 3>&1 >"$1"; echo done`, m.path("520"))
+		h.expect("mid")
+		if got, ok := m.store.get(520); ok && len(got) != 0 {
+			t.Fatalf("after the child's exit the store holds %q, want nothing or the empty creation", got)
+		}
+		h.send("go")
+		h.expect("done")
+		mustStored(t, m.store, 520, "header;footer")
+	})
+
+	t.Run("two writers", func(t *testing.T) {
+		path := m.path("521")
+		m.store.put(521, []byte("old;"), time.Time{})
+		a, b := startFdctl(t), startFdctl(t)
+		a.must("open a "+path+" wronly,append", "write a A1;")
+		b.must("open b "+path+" wronly,append", "write b B1;")
+		a.must("close a")
+		mustStored(t, m.store, 521, "old;") // B has not finished
+		b.must("write b B2;", "close b")
+		mustStored(t, m.store, 521, "old;A1;B1;B2;")
+	})
+}

@@ -38,6 +38,17 @@ func (d *segmentsDir) flush(ctx context.Context, h *openFile, op string) syscall
 	if op == "release" && !h.retryable() {
 		return 0 // close already reported the failure; the old version stays
 	}
+	if op == "flush" && !h.changedBy(callerProcess(ctx)) {
+		// The close of a descriptor that a process which changed nothing
+		// through this handle inherited or was passed (a child of the
+		// writer exiting): the writer is not done.
+		return 0
+	}
+	if h.draft.othersDirty(h) {
+		// Another handle's writer is not done: its close publishes
+		// both, and publishing now would store a mix no writer wrote.
+		return 0
+	}
 	errno := d.publishDraft(ctx, h.draft, h.node, op)
 	if errno != 0 {
 		h.publishFailed()
@@ -232,7 +243,7 @@ func (d *segmentsDir) truncate(ctx context.Context, n *fileNode, h *openFile, si
 			h.failed()
 			return d.fsys.fail("truncate", d.nameOf(n), err)
 		}
-		h.wrote(seq)
+		h.wrote(seq, callerProcess(ctx))
 		return 0
 	}
 	if errno := d.retireForChange(n); errno != 0 {

@@ -201,14 +201,14 @@ func (d *segmentsDir) Create(ctx context.Context, name string, flags uint32, mod
 	}
 	h := &openFile{draft: dr, write: true, append: flags&syscall.O_APPEND != 0}
 	if created {
-		h.wroteSeq = 1 // a new file is published on close even if empty
+		h.wroteLocked(1, callerProcess(ctx)) // a new file is published on close even if empty; not shared yet
 	} else if flags&syscall.O_TRUNC != 0 {
 		seq, err := dr.truncate(0, d.fsys.store.MaxSegmentBytes())
 		if err != nil {
 			d.releaseDraft(dr)
 			return nil, nil, 0, d.fsys.fail("create", name, err)
 		}
-		h.wroteSeq = seq
+		h.wroteLocked(seq, callerProcess(ctx)) // not shared yet
 	}
 	d.retireStale(name, nil) // the file is being written: a new inode for it
 	ch := d.child(ctx, name)

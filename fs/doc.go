@@ -74,8 +74,14 @@
 // >> and dd conv=notrunc work); O_TRUNC and truncate are staged like
 // writes. All handles writing one file share its draft, and reads of a file
 // with unpublished changes see the draft (read-your-writes within the
-// mount), as does stat. A file may not grow past Store.MaxSegmentBytes
-// (EFBIG); a new file whose writes failed is not stored at all.
+// mount), as does stat. A file may not grow past Store.MaxSegmentBytes: a
+// write crossing it is a short write, one starting there fails with
+// EFBIG. A failed write (EFBIG, ENOSPC in the spool) fails that write
+// only: the draft is unchanged, other writers go on and their closes
+// publish; the failed writer's close reports the error and publishes
+// nothing. If it was the file's only writer, its draft is detached from
+// the name, so later opens start from the stored version; a new file
+// whose only writer failed is not stored at all.
 //
 // Publish points: the draft replaces the segment in one Store.Put at
 //

@@ -263,10 +263,9 @@ func (n *fileNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, of
 	if h.append {
 		off = appendOffset
 	}
-	seq, streamable, err := h.draft.writeAt(data, off, n.dir.fsys.store.MaxSegmentBytes())
+	nw, seq, streamable, err := h.draft.writeAt(data, off, n.dir.fsys.store.MaxSegmentBytes())
 	if err != nil {
-		h.failed()
-		return 0, n.dir.fsys.fail("write", n.dir.nameOf(n), err)
+		return 0, n.dir.writeFailed(ctx, h, "write", err)
 	}
 	h.wrote(seq, callerProcess(ctx))
 	if streamable && !n.dir.fsys.discard.Load() {
@@ -278,7 +277,7 @@ func (n *fileNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, of
 			h.draft.maybeStream(d.fsys.ctx, d.fsys.store, id)
 		}
 	}
-	return uint32(len(data)), 0
+	return uint32(nw), 0
 }
 
 var _ = (gofs.NodeAllocater)((*fileNode)(nil))

@@ -90,10 +90,10 @@ type openFile struct {
 	// wroteSeq when a publish for this handle failed: its close reported
 	// the error, so RELEASE does not try again. Guarded by draft.mu.
 	wroteSeq, failedSeq uint64
-	// writeFailed: a change through this handle failed, so the draft is
-	// never published; its close reports that (and drops a new file).
-	// Guarded by draft.mu.
-	writeFailed bool
+	// writeErr: a change through this handle failed. Its writer was told
+	// so; its close reports the error and publishes nothing (see
+	// segmentsDir.writeFailed). Guarded by draft.mu.
+	writeErr error
 	// owners maps each process (thread group) that changed the file
 	// through this handle to its last change (a draft sequence number).
 	// FUSE tells the descriptors of one handle apart by nothing but the
@@ -140,14 +140,23 @@ func (h *openFile) dirty() bool {
 	}
 	h.draft.mu.RLock()
 	defer h.draft.mu.RUnlock()
-	return h.wroteSeq > h.draft.pubSeq || h.writeFailed
+	return h.wroteSeq > h.draft.pubSeq || h.writeErr != nil
 }
 
 // failed records that a change through this handle failed.
-func (h *openFile) failed() {
+func (h *openFile) failed(err error) {
 	h.draft.mu.Lock()
-	h.writeFailed = true
+	if h.writeErr == nil {
+		h.writeErr = err
+	}
 	h.draft.mu.Unlock()
+}
+
+// failure returns the first error of a change through this handle.
+func (h *openFile) failure() error {
+	h.draft.mu.RLock()
+	defer h.draft.mu.RUnlock()
+	return h.writeErr
 }
 
 // changedBy reports whether process pid changed the file through this
@@ -155,7 +164,7 @@ func (h *openFile) failed() {
 func (h *openFile) changedBy(pid uint32) bool {
 	h.draft.mu.RLock()
 	defer h.draft.mu.RUnlock()
-	if pid == 0 || h.writeFailed {
+	if pid == 0 || h.writeErr != nil {
 		return true
 	}
 	seq, ok := h.owners[pid]

@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -206,4 +209,98 @@ func TestCloseDoesNotPublishOthersUnfinishedWrites(t *testing.T) {
 		b.must("write b B2;", "close b")
 		mustStored(t, m.store, 521, "old;A1;B1;B2;")
 	})
+}
+
+// TestFailedWriteFailsOnlyItself: one writer's failed write (past
+// max_segment_bytes, or ENOSPC in the spool) fails that write only. Another
+// writer's close succeeds and stores the file; while the failed writer
+// still holds the file open, a new `printf new > f` works; a write crossing
+// the limit is a short write, as on other file systems.
+func TestFailedWriteFailsOnlyItself(t *testing.T) {
+	const limit = 1000
+	m := mustMount(t, newTestStore(t, limit), Options{})
+	big := strings.Repeat("b", 2000)
+
+	t.Run("past the size limit beside a valid writer", func(t *testing.T) {
+		path := m.path("530")
+		m.store.put(530, []byte("old;"), time.Time{})
+		a, b := startFdctl(t), startFdctl(t)
+		a.must("open a "+path+" wronly,append", "write a A;")
+		b.must("open b " + path + " wronly,append")
+		if got, want := b.do("write b "+big), fmt.Sprintf("ok short %d", limit-len("old;A;")); got != want {
+			t.Fatalf("write crossing the limit: %s, want %s", got, want)
+		}
+		if got := b.do("write b more"); got != "err EFBIG" {
+			t.Fatalf("write at the limit: %s, want err EFBIG", got)
+		}
+		a.must("close a") // A's close is valid: it stores the file as it is
+		mustStored(t, m.store, 530, "old;A;"+big[:limit-len("old;A;")])
+		if got := b.do("close b"); got != "err EFBIG" {
+			t.Fatalf("close of the failed writer: %s, want err EFBIG", got)
+		}
+	})
+
+	t.Run("the failed writer holds the file open", func(t *testing.T) {
+		path := m.path("531")
+		m.store.put(531, []byte("old"), time.Time{})
+		b := startFdctl(t)
+		b.must("open b " + path + " wronly,append")
+		b.do("write b " + big)
+		if got := b.do("write b more"); got != "err EFBIG" {
+			t.Fatalf("write at the limit: %s", got)
+		}
+		mustSh(t, `printf new > "$1"`, path)
+		mustStored(t, m.store, 531, "new")
+		mustSh(t, `printf 2 >> "$1"`, path)
+		mustStored(t, m.store, 531, "new2")
+		if got := b.do("close b"); got != "err EFBIG" {
+			t.Fatalf("close of the failed writer: %s", got)
+		}
+		mustStored(t, m.store, 531, "new2")
+	})
+}
+
+// TestSpoolFullFailsOnlyThatWrite: ENOSPC in the spool fails the writes that
+// hit it, not the file: once space is freed, `printf new > f` works while
+// the failed writer still holds the file open.
+func TestSpoolFullFailsOnlyThatWrite(t *testing.T) {
+	requireFUSE(t)
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must run as root (a small tmpfs for the spool)")
+		}
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	spool := t.TempDir()
+	if err := syscall.Mount("tmpfs", spool, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(spool, syscall.MNT_DETACH) })
+	filler := filepath.Join(spool, "filler")
+	if err := os.WriteFile(filler, make([]byte, 900<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := mustMount(t, newMemStore(spool, 1<<30), Options{})
+	path := m.path("532")
+	m.store.put(532, []byte("old"), time.Time{})
+	b := startFdctl(t)
+	b.must("open b " + path + " wronly,append")
+	for i := 0; ; i++ {
+		got := b.do("write b " + strings.Repeat("x", 64<<10))
+		if got == "err ENOSPC" {
+			break
+		}
+		if i > 20 || got != "ok" && !strings.HasPrefix(got, "ok short ") {
+			t.Fatalf("write %d into a full spool: %s", i, got)
+		}
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	mustSh(t, `printf new > "$1"`, path)
+	mustStored(t, m.store, 532, "new")
+	if got := b.do("close b"); got != "err ENOSPC" {
+		t.Fatalf("close of the failed writer: %s", got)
+	}
+	mustStored(t, m.store, 532, "new")
 }

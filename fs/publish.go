@@ -38,6 +38,12 @@ func (d *segmentsDir) flush(ctx context.Context, h *openFile, op string) syscall
 	if op == "release" && !h.retryable() {
 		return 0 // close already reported the failure; the old version stays
 	}
+	if err := h.failure(); err != nil {
+		// A write through this handle failed: its writer was told, and
+		// its close says so again and publishes nothing.
+		h.publishFailed()
+		return toErrno(err)
+	}
 	if op == "flush" && !h.changedBy(callerProcess(ctx)) {
 		// The close of a descriptor that a process which changed nothing
 		// through this handle inherited or was passed (a child of the
@@ -115,28 +121,68 @@ func (d *segmentsDir) publishDraft(ctx context.Context, dr *draft, n *fileNode, 
 			continue
 		}
 		err := dr.publish(ctx, d.fsys.store, id, false)
+		unlock()
 		if err == nil {
-			unlock()
 			d.published(n)
 			return 0
 		}
-		failed, createdOnly := dr.failedNew()
-		if failed {
-			d.abandonLocked(dr, name)
-			if createdOnly {
-				d.dropCreated(ctx, id)
-			}
-		}
-		unlock()
-		if failed {
-			// The kernel still has a positive entry for the name; a
-			// stat right after close must not find the file. The
-			// closing process holds no lock of the directory, and the
-			// name lock is released, so this cannot wait on us.
-			d.NotifyEntry(name)
-		}
 		return d.fsys.fail(op, name, err)
 	}
+}
+
+// writeFailed records that a change through handle h failed with err, and
+// returns the errno for it. The failure is that write's only: the draft is
+// unchanged and its other writers go on. But if h is the draft's only
+// writer, the draft is detached from the name, so that later opens start
+// from the stored version rather than from bytes a failed writer left (a
+// write crossing the size limit is a short write first): a new file is
+// removed again (as if its creation had failed; see dropCreated), an
+// existing segment keeps its stored version. The handle's close reports
+// the error and publishes nothing.
+func (d *segmentsDir) writeFailed(ctx context.Context, h *openFile, op string, err error) syscall.Errno {
+	h.failed(err)
+	dr := h.draft
+	d.mu.Lock()
+	name := dr.name
+	d.mu.Unlock()
+	errno := d.fsys.fail(op, name, err)
+	kind, id := classify(name)
+	if kind != segmentName {
+		return errno
+	}
+	unlock := d.lockNames(name)
+	d.mu.Lock()
+	bound := dr.name == name
+	d.mu.Unlock()
+	alone, createdOnly := false, false
+	if bound {
+		alone = dr.onlyWriter(h)
+		_, createdOnly = dr.failedNew(h)
+	}
+	if !alone {
+		unlock()
+		return errno
+	}
+	isNew, _ := dr.failedNew(h)
+	if isNew {
+		d.abandonLocked(dr, name)
+		if createdOnly {
+			d.dropCreated(context.WithoutCancel(ctx), id)
+		}
+	} else {
+		d.mu.Lock()
+		d.unbindLocked(dr)
+		d.mu.Unlock()
+	}
+	unlock()
+	if isNew {
+		// The kernel has a positive entry for the name; a stat right
+		// after the failure must not find the file. Asynchronously: the
+		// kernel takes the directory's lock, and a request of the
+		// writer may hold it.
+		go d.NotifyEntry(name)
+	}
+	return errno
 }
 
 // dropCreated removes the empty segment that the close of a duplicate
@@ -240,8 +286,7 @@ func (d *segmentsDir) truncate(ctx context.Context, n *fileNode, h *openFile, si
 	if h != nil && h.write {
 		seq, err := h.draft.truncate(int64(size), limit)
 		if err != nil {
-			h.failed()
-			return d.fsys.fail("truncate", d.nameOf(n), err)
+			return d.writeFailed(ctx, h, "truncate", err)
 		}
 		h.wrote(seq, callerProcess(ctx))
 		return 0

@@ -39,6 +39,45 @@ type segmentStream struct {
 	next *listed // lookahead filled by HasNext
 	off  uint64  // entries returned so far
 	last listed  // the entry returned last, for readdirplus lookups
+
+	// changed holds the names changed through the mount since the
+	// listing began (see segmentsDir.noteChange): their listed Info may
+	// be stale. allChanged: too many to track, trust none. Guarded by
+	// segmentsDir.listMu.
+	changed    map[string]struct{}
+	allChanged bool
+}
+
+// maxTrackedChanges bounds segmentStream.changed.
+const maxTrackedChanges = 1 << 16
+
+// noteChange records that name changed through the mount (written,
+// truncated, removed, renamed, its mtime set), for the listings in
+// progress: readdirplus must not describe it with what Store.List said
+// before.
+func (d *segmentsDir) noteChange(names ...string) {
+	d.listMu.Lock()
+	defer d.listMu.Unlock()
+	for s := range d.listings {
+		for _, name := range names {
+			if len(s.changed) >= maxTrackedChanges {
+				s.allChanged = true
+				break
+			}
+			if s.changed == nil {
+				s.changed = make(map[string]struct{})
+			}
+			s.changed[name] = struct{}{}
+		}
+	}
+}
+
+// changedSince reports whether name changed since the listing began.
+func (s *segmentStream) changedSince(name string) bool {
+	s.d.listMu.Lock()
+	defer s.d.listMu.Unlock()
+	_, ok := s.changed[name]
+	return ok || s.allChanged
 }
 
 type listItem struct {
@@ -77,6 +116,9 @@ func (s *segmentStream) start() {
 	ctx, cancel := context.WithCancel(s.d.fsys.ctx)
 	items := make(chan listItem, listBuffer)
 	s.cancel, s.items = cancel, items
+	s.d.listMu.Lock()
+	s.d.listings[s] = struct{}{}
+	s.d.listMu.Unlock()
 	store := s.d.fsys.store
 	go func() {
 		defer close(items)
@@ -166,6 +208,10 @@ func (s *segmentStream) Close() {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	s.d.listMu.Lock()
+	delete(s.d.listings, s)
+	s.changed, s.allChanged = nil, false
+	s.d.listMu.Unlock()
 }
 
 // seek repositions the stream at offset off: off entries from the start.
@@ -174,7 +220,10 @@ func (s *segmentStream) seek(off uint64) syscall.Errno {
 		return 0
 	}
 	s.Close()
-	*s = *s.d.newStream()
+	fresh := s.d.newStream()
+	s.d.listMu.Lock() // changed is guarded by it
+	*s = *fresh
+	s.d.listMu.Unlock()
 	for s.off < off && s.HasNext() {
 		if _, errno := s.Next(); errno != 0 {
 			return errno
@@ -233,11 +282,14 @@ var _ = (gofs.FileLookuper)((*dirHandle)(nil))
 
 // Lookup describes the entry just listed for readdirplus. An entry whose
 // listing could not tell the true size (a Scribe Ledger object whose sidecar
-// is not read yet, right after the first mount) is looked up in full: the
-// kernel would otherwise keep the stored size and cut a read right after the
-// listing there, even with the shortest attribute timeout.
+// is not read yet, right after the first mount), or that changed through
+// the mount since the listing began (Store.List's answer for it may have
+// waited in the buffer meanwhile), is looked up in full: the kernel would
+// otherwise keep the listed size and cut a read right after the listing,
+// or keep a removed name as a cached entry. A name that no longer exists
+// is then sent without attributes (the kernel caches nothing for it).
 func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if h.s == nil || !h.s.last.hasInfo || h.s.last.entry.Name != name || h.d.draftOf(name) != nil || h.s.last.info.Unresolved {
+	if h.s == nil || !h.s.last.hasInfo || h.s.last.entry.Name != name || h.d.draftOf(name) != nil || h.s.last.info.Unresolved || h.s.changedSince(name) {
 		return h.d.Lookup(ctx, name, out)
 	}
 	info := h.s.last.info

@@ -304,3 +304,49 @@ func TestSpoolFullFailsOnlyThatWrite(t *testing.T) {
 	}
 	mustStored(t, m.store, 532, "new")
 }
+
+// TestListingDoesNotPushStaleAttributes: readdirplus describes entries with
+// what Store.List returned when the listing began, buffered ahead of the
+// reader; an entry changed through the mount since then (overwritten with
+// another size, removed) is looked up in full instead, so that stat and
+// cat after the listing see the change, and a removed name does not come
+// back as a cached entry.
+func TestListingDoesNotPushStaleAttributes(t *testing.T) {
+	m := mustMount(t, newTestStore(t, 1<<30), Options{})
+	const n = 1000
+	for id := segment.ID(1); id <= n; id++ {
+		m.store.put(id, []byte("0123456789"), time.Time{})
+	}
+	h := startCmd(t, "python3", "-c", `
+import os, sys
+d = sys.argv[1]
+it = os.scandir(d)
+next(it)
+print("started", flush=True)
+sys.stdin.readline()
+n = 1 + sum(1 for _ in it)
+print("listed %d" % n, flush=True)
+bad = []
+for i in range(2, 600, 2):
+    name = str(i)
+    try:
+        size = os.stat(os.path.join(d, name)).st_size
+        with open(os.path.join(d, name), "rb") as f:
+            got = len(f.read())
+        if i % 4 == 0 or size != 20 or got != 20:
+            bad.append("%s: size %d, read %d" % (name, size, got))
+    except FileNotFoundError:
+        if i % 4 != 0:
+            bad.append(name + ": ENOENT")
+print("bad %d %s" % (len(bad), bad[:5]), flush=True)
+`, m.seg)
+	h.expect("started")
+	// Every other one of the first 600 is overwritten with 20 bytes, every
+	// fourth removed, while the listing is buffered ahead of the reader.
+	mustSh(t, `for i in $(seq 2 2 598); do if [ $((i % 4)) = 0 ]; then rm "$1/$i"; else printf 01234567890123456789 > "$1/$i"; fi; done`, m.seg)
+	h.send("go")
+	if line := <-h.lines; !strings.HasPrefix(line, "listed ") {
+		t.Fatalf("lister said %q", line)
+	}
+	h.expect("bad 0 []")
+}

@@ -17,7 +17,8 @@ import (
 // published is called after a node's draft was stored: the kernel's cached
 // attributes (mtime) are refreshed. (The page cache needs nothing: the new
 // version has a new key, so the next open drops what is cached.)
-func (d *segmentsDir) published(n *fileNode) {
+func (d *segmentsDir) published(n *fileNode, name string) {
+	d.noteChange(name)
 	// Offset -1 invalidates the attributes only: writes bypassed the page
 	// cache. Asynchronously, because the kernel handles the notification
 	// under locks that a request in flight on this inode may hold.
@@ -123,7 +124,7 @@ func (d *segmentsDir) publishDraft(ctx context.Context, dr *draft, n *fileNode, 
 		err := dr.publish(ctx, d.fsys.store, id, false)
 		unlock()
 		if err == nil {
-			d.published(n)
+			d.published(n, name)
 			return 0
 		}
 		return d.fsys.fail(op, name, err)
@@ -164,6 +165,7 @@ func (d *segmentsDir) writeFailed(ctx context.Context, h *openFile, op string, e
 		return errno
 	}
 	isNew, _ := dr.failedNew(h)
+	d.noteChange(name)
 	if isNew {
 		d.abandonLocked(dr, name)
 		if createdOnly {
@@ -321,7 +323,7 @@ func (d *segmentsDir) truncate(ctx context.Context, n *fileNode, h *openFile, si
 		if err := dr.publish(context.WithoutCancel(ctx), d.fsys.store, id, false); err != nil {
 			return d.fsys.fail("truncate", name, err)
 		}
-		d.published(n)
+		d.published(n, name)
 	}
 	return 0
 }
@@ -371,6 +373,7 @@ func (d *segmentsDir) setMtime(ctx context.Context, n *fileNode, h *openFile, mt
 	if err := d.fsys.store.SetModTime(context.WithoutCancel(ctx), id, mtime); err != nil {
 		return d.vanished(d.fsys.fail("setmtime", name, err))
 	}
+	d.noteChange(name)
 	if dr != nil {
 		dr.setMtime(mtime)
 	}

@@ -74,6 +74,12 @@ type segmentsDir struct {
 	displaced map[segment.ID]*displacement
 	lastGen   uint64
 	tempCount uint64 // temp files created so far
+
+	// listMu guards listings, the directory listings in progress (from
+	// the start of their Store.List), and their changed sets. Taken
+	// alone.
+	listMu   sync.Mutex
+	listings map[*segmentStream]struct{}
 }
 
 func newSegmentsDir(fsys *filesystem) *segmentsDir {
@@ -83,6 +89,7 @@ func newSegmentsDir(fsys *filesystem) *segmentsDir {
 		drafts:    make(map[segment.ID]*draft),
 		temps:     make(map[string]*draft),
 		displaced: make(map[segment.ID]*displacement),
+		listings:  make(map[*segmentStream]struct{}),
 	}
 }
 
@@ -287,6 +294,7 @@ func (d *segmentsDir) remove(ctx context.Context, id segment.ID) error {
 		dr.close()
 	}
 	d.markUnlinked(name)
+	d.noteChange(name)
 	d.st.modified()
 	return nil
 }
@@ -351,6 +359,7 @@ func (d *segmentsDir) Rename(ctx context.Context, from string, newParent gofs.In
 		return d.fsys.fail("rename", from+" to "+to, err)
 	}
 	d.rebind(from, to)
+	d.noteChange(from, to)
 	d.st.modified()
 	return 0
 }

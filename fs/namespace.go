@@ -350,11 +350,12 @@ func (d *segmentsDir) lockBinding(n *fileNode) (name string, unlock func(), errn
 		d.mu.Lock()
 		name, unlinked, retired := n.name, n.unlinked, n.retired
 		d.mu.Unlock()
-		if retired {
-			return "", nil, syscall.ESTALE // the name has a new node
-		}
-		if unlinked {
-			return "", nil, syscall.ENOENT
+		if retired || unlinked {
+			// The kernel's entry is stale (the name has a new node, or
+			// none: the file was removed, perhaps by a failed write
+			// whose notification is still on its way): it looks the
+			// name up again and retries.
+			return "", nil, syscall.ESTALE
 		}
 		unlock := d.lockNames(name)
 		d.mu.Lock()

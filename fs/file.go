@@ -275,6 +275,15 @@ func (n *fileNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, of
 		d.mu.Unlock()
 		if kind, id := classify(name); kind == segmentName {
 			h.draft.maybeStream(d.fsys.ctx, d.fsys.store, id)
+			// An unlink or rename racing this write may have detached
+			// the draft after the look at its name, and its abandoning
+			// of the stream may have run before the stream started.
+			d.mu.Lock()
+			moved := h.draft.name != name
+			d.mu.Unlock()
+			if moved {
+				h.draft.dropStream()
+			}
 		}
 	}
 	return uint32(nw), 0

@@ -260,6 +260,11 @@ func (fsys *filesystem) cleanup() {
 		if h.reader != nil {
 			h.reader.Close()
 		}
+		if h.draft != nil {
+			// Also the drafts no longer bound to a name (files removed
+			// while open), which closeAll does not see. Idempotent.
+			h.draft.close()
+		}
 	}
 	fsys.segments.closeAll()
 }

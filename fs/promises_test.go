@@ -406,3 +406,39 @@ func TestSeekdirAfterChanges(t *testing.T) {
 	h.send("go")
 	h.expect(strings.Join(want, " "))
 }
+
+// openSpoolFiles counts this process's descriptors of spool files.
+func openSpoolFiles(t *testing.T, spool string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(target, filepath.Join(spool, spoolPrefix)) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestShutdownClosesUnlinkedDrafts: at unmount, the spool file of a file
+// removed while still open for writing is closed like any other.
+func TestShutdownClosesUnlinkedDrafts(t *testing.T) {
+	store := newTestStore(t, 1<<30)
+	m := mustMount(t, store, Options{})
+	c := startFdctl(t)
+	c.must("open w "+m.path("540")+" wronly,creat", "write w data")
+	mustRun(t, "rm", m.path("540"))
+	if n := openSpoolFiles(t, store.SpoolDir()); n != 1 {
+		t.Fatalf("%d spool files open while writing, want 1", n)
+	}
+	if err := m.srv.Shutdown(50 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	m.srv.Wait()
+	if n := openSpoolFiles(t, store.SpoolDir()); n != 0 {
+		t.Fatalf("%d spool files still open after unmount", n)
+	}
+}

@@ -59,10 +59,23 @@
 //
 // stat, ls -l and find never fetch data: attributes come from Store.Stat and
 // Store.List. Open pins the current version (Store.Open) and the handle reads
-// that version until it is closed, even if the segment is overwritten,
-// deleted or archived meanwhile. Reopening an unchanged segment keeps the
-// kernel's page cache (FOPEN_KEEP_CACHE), so a second cat costs no store
-// reads; a new version, size or mtime drops it.
+// that version to its end, even if the segment is overwritten, deleted or
+// archived meanwhile. Reopening an unchanged segment keeps the kernel's
+// page cache (FOPEN_KEEP_CACHE), so a second cat costs no store reads; a
+// new version, size or mtime drops it. The kernel keeps one size and one
+// page cache per inode, so a node serves one version at a time: when the
+// file changes while pinned readers read a node through the page cache,
+// the node is retired (fileNode.retired): it keeps serving them their
+// version with its size, and the name gets a new node, hence a new kernel
+// inode, at its next lookup; an operation that finds the node retired
+// answers ESTALE, on which the kernel looks again and retries. A read-only
+// open of a file open for writing shares its draft. So mappings never mix
+// versions.
+//
+// readdirplus describes entries with Store.List's answers, except those
+// changed through the mount since the listing began (noteChange), which
+// are looked up in full. Directory offsets are cookies derived from the ids
+// (see segmentStream), so seekdir survives changes.
 //
 // # Writing
 //

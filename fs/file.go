@@ -267,7 +267,7 @@ func (n *fileNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, of
 	if err != nil {
 		return 0, n.dir.writeFailed(ctx, h, "write", err)
 	}
-	h.wrote(seq, callerProcess(ctx))
+	h.wrote(seq, h.process(ctx))
 	if streamable && !n.dir.fsys.discard.Load() {
 		d := n.dir
 		d.mu.Lock()

@@ -100,6 +100,31 @@ type openFile struct {
 	// process closing them, so a close publishes only for a process that
 	// changed the file (see segmentsDir.flush). Guarded by draft.mu.
 	owners map[uint32]uint64
+	// lastTid and lastPid cache the last thread-to-process lookup of a
+	// change through this handle (one read of /proc per thread, not per
+	// write). Guarded by draft.mu.
+	lastTid, lastPid uint32
+}
+
+// process returns the process making a change through h (see
+// callerProcess), with a lookup cache.
+func (h *openFile) process(ctx context.Context) uint32 {
+	fc, ok := ctx.(*fuse.Context)
+	if !ok || fc.Caller.Pid == 0 {
+		return 0
+	}
+	tid := fc.Caller.Pid
+	h.draft.mu.RLock()
+	cachedTid, pid := h.lastTid, h.lastPid
+	h.draft.mu.RUnlock()
+	if cachedTid == tid {
+		return pid
+	}
+	pid = threadGroup(tid)
+	h.draft.mu.Lock()
+	h.lastTid, h.lastPid = tid, pid
+	h.draft.mu.Unlock()
+	return pid
 }
 
 // callerProcess returns the process (thread group id) making the request,

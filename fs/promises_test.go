@@ -94,6 +94,14 @@ func TestPinnedReaderReadsToItsEnd(t *testing.T) {
 			m.store.put(segment.ID(500), []byte("new"), time.Time{})
 			mustRun(t, "stat", path) // the kernel learns the new size
 		}},
+		{"new version put from outside, then opened", Options{}, func(m *testMount, path string) {
+			m.store.put(segment.ID(500), []byte("new"), time.Time{})
+			// Within the entry timeout: the open goes to the reader's
+			// inode, which must not take the new version.
+			if got := mustRun(t, "cat", path); got != "new" {
+				t.Fatalf("open of the new version reads %q", abbreviate(got))
+			}
+		}},
 		{"rename of a temp file (rsync)", Options{}, func(m *testMount, path string) {
 			mustSh(t, `printf new > "$1/.tmp" && mv "$1/.tmp" "$2"`, m.seg, path)
 		}},

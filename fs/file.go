@@ -158,7 +158,15 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		return n.openWrite(ctx, flags)
 	}
 
-	name := d.nameOf(n)
+	d.mu.Lock()
+	name, unlinked := n.name, n.unlinked
+	d.mu.Unlock()
+	if unlinked {
+		// A stale entry: the name went away from this node (removed,
+		// replaced, or retired). Whatever it names now is another file,
+		// which must not be read through this inode.
+		return nil, 0, syscall.ESTALE
+	}
 	kind, id := classify(name)
 	if dr := d.attachDraft(name); dr != nil {
 		h := &openFile{node: n, draft: dr}

@@ -23,8 +23,20 @@ const listBuffer = 256
 // Store.List streams them from a goroutine, with files that exist only as
 // drafts so far (created, not yet closed) merged in at their place.
 //
-// Entry offsets are positions in that sequence, so seeking (rewinddir,
-// telldir/seekdir) restarts the listing and skips forward.
+// Entry offsets are cookies that say where to resume, not positions, so
+// that telldir/seekdir (Samba, NFS re-exports) neither repeat nor skip
+// entries when the directory changes in between: seeking restarts the
+// listing from the place the cookie names.
+//
+//	0                        the start
+//	id + 2                   after segment id, for id < bigStart (2^62-2):
+//	                         resume at the first id above it
+//	bigCookie + k            after the k-th segment with id >= bigStart:
+//	                         positional there (the ids do not fit)
+//	tempCookie + k           after the k-th temp file (they come first, and
+//	                         are positional: they are few and short-lived)
+//
+// All cookies stay below 2^63, as lseek on a directory requires.
 type segmentStream struct {
 	d      *segmentsDir
 	temps  []fuse.DirEntry
@@ -36,9 +48,63 @@ type segmentStream struct {
 	listDone bool
 	err      syscall.Errno
 
-	next *listed // lookahead filled by HasNext
-	off  uint64  // entries returned so far
-	last listed  // the entry returned last, for readdirplus lookups
+	next   *listed // lookahead filled by HasNext
+	cookie uint64  // offset of the entry returned last (0: none yet)
+	last   listed  // the entry returned last, for readdirplus lookups
+
+	// Where the listing resumes (see seek): segments below from are
+	// skipped, then bigSkip of those at or above bigStart.
+	from       segment.ID
+	bigSkip    uint64
+	bigEmitted uint64 // segments at or above bigStart returned, counting skipped ones
+	tempsDone  uint64 // temp files returned, counting skipped ones
+
+	// changed holds the names changed through the mount since the
+	// listing began (see segmentsDir.noteChange): their listed Info may
+	// be stale. allChanged: too many to track, trust none. Guarded by
+	// segmentsDir.listMu.
+	changed    map[string]struct{}
+	allChanged bool
+}
+
+// Directory offset cookies (see segmentStream).
+const (
+	segCookie  = 2
+	bigStart   = 1<<62 - segCookie
+	bigCookie  = 1 << 62
+	tempCookie = 1<<63 - 1<<32
+)
+
+// maxTrackedChanges bounds segmentStream.changed.
+const maxTrackedChanges = 1 << 16
+
+// noteChange records that name changed through the mount (written,
+// truncated, removed, renamed, its mtime set), for the listings in
+// progress: readdirplus must not describe it with what Store.List said
+// before.
+func (d *segmentsDir) noteChange(names ...string) {
+	d.listMu.Lock()
+	defer d.listMu.Unlock()
+	for s := range d.listings {
+		for _, name := range names {
+			if len(s.changed) >= maxTrackedChanges {
+				s.allChanged = true
+				break
+			}
+			if s.changed == nil {
+				s.changed = make(map[string]struct{})
+			}
+			s.changed[name] = struct{}{}
+		}
+	}
+}
+
+// changedSince reports whether name changed since the listing began.
+func (s *segmentStream) changedSince(name string) bool {
+	s.d.listMu.Lock()
+	defer s.d.listMu.Unlock()
+	_, ok := s.changed[name]
+	return ok || s.allChanged
 }
 
 type listItem struct {
@@ -77,6 +143,9 @@ func (s *segmentStream) start() {
 	ctx, cancel := context.WithCancel(s.d.fsys.ctx)
 	items := make(chan listItem, listBuffer)
 	s.cancel, s.items = cancel, items
+	s.d.listMu.Lock()
+	s.d.listings[s] = struct{}{}
+	s.d.listMu.Unlock()
 	store := s.d.fsys.store
 	go func() {
 		defer close(items)
@@ -104,42 +173,61 @@ func segmentEntry(id segment.ID) fuse.DirEntry {
 
 // fill makes s.next the next entry, if there is one.
 func (s *segmentStream) fill() {
-	if s.next != nil || s.err != 0 {
-		return
-	}
-	if len(s.temps) > 0 {
-		s.next = &listed{entry: s.temps[0]}
-		s.temps = s.temps[1:]
-		return
-	}
-	if s.items == nil && !s.listDone {
-		s.start()
-	}
-	if s.pending == nil && !s.listDone {
-		it, ok := <-s.items
-		switch {
-		case !ok:
-			s.listDone = true
-		case it.err != nil:
-			s.listDone = true
-			s.err = s.d.fsys.fail("readdir", "", it.err)
+	for s.next == nil && s.err == 0 {
+		if len(s.temps) > 0 {
+			s.next = &listed{entry: s.temps[0]}
+			s.temps = s.temps[1:]
 			return
-		default:
-			s.pending = &it.info
 		}
+		if s.items == nil && !s.listDone {
+			s.start()
+		}
+		if s.pending == nil && !s.listDone {
+			it, ok := <-s.items
+			switch {
+			case !ok:
+				s.listDone = true
+			case it.err != nil:
+				s.listDone = true
+				s.err = s.d.fsys.fail("readdir", "", it.err)
+				return
+			case it.info.ID < s.from:
+				continue // before the place resumed at
+			default:
+				s.pending = &it.info
+			}
+		}
+		for len(s.staged) > 0 && s.staged[0] < s.from {
+			s.staged = s.staged[1:]
+		}
+		if len(s.staged) > 0 && s.pending != nil && s.staged[0] == s.pending.ID {
+			s.staged = s.staged[1:] // listed by the store too
+		}
+		var next *listed
+		if len(s.staged) > 0 && (s.pending == nil || s.staged[0] < s.pending.ID) {
+			next = &listed{entry: segmentEntry(s.staged[0])}
+			s.staged = s.staged[1:]
+		} else if s.pending != nil {
+			next = &listed{entry: segmentEntry(s.pending.ID), info: *s.pending, hasInfo: true}
+			s.pending = nil
+		} else {
+			return // the end
+		}
+		if s.bigSkip > 0 && next.id() >= bigStart {
+			s.bigSkip--
+			continue
+		}
+		s.next = next
 	}
-	if len(s.staged) > 0 && s.pending != nil && s.staged[0] == s.pending.ID {
-		s.staged = s.staged[1:] // listed by the store too
+}
+
+// id returns the segment id of a listed segment.
+func (l *listed) id() segment.ID {
+	if l.hasInfo {
+		return l.info.ID
 	}
-	if len(s.staged) > 0 && (s.pending == nil || s.staged[0] < s.pending.ID) {
-		s.next = &listed{entry: segmentEntry(s.staged[0])}
-		s.staged = s.staged[1:]
-		return
-	}
-	if s.pending != nil {
-		s.next = &listed{entry: segmentEntry(s.pending.ID), info: *s.pending, hasInfo: true}
-		s.pending = nil
-	}
+	_, id := classify(l.entry.Name)
+	return id
 }
 
 // HasNext waits for the store when the buffer is empty.
@@ -157,8 +245,17 @@ func (s *segmentStream) Next() (fuse.DirEntry, syscall.Errno) {
 		return fuse.DirEntry{}, syscall.EIO // HasNext said there is none
 	}
 	s.last, s.next = *s.next, nil
-	s.off++
-	s.last.entry.Off = s.off
+	switch kind, id := classify(s.last.entry.Name); {
+	case kind == tempName:
+		s.tempsDone++
+		s.cookie = tempCookie + s.tempsDone
+	case id < bigStart:
+		s.cookie = uint64(id) + segCookie
+	default:
+		s.bigEmitted++
+		s.cookie = bigCookie + s.bigEmitted
+	}
+	s.last.entry.Off = s.cookie
 	return s.last.entry, 0
 }
 
@@ -166,20 +263,40 @@ func (s *segmentStream) Close() {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	s.d.listMu.Lock()
+	delete(s.d.listings, s)
+	s.changed, s.allChanged = nil, false
+	s.d.listMu.Unlock()
 }
 
-// seek repositions the stream at offset off: off entries from the start.
+// seek repositions the stream after the entry whose offset (cookie) is
+// off; 0 is the start.
 func (s *segmentStream) seek(off uint64) syscall.Errno {
-	if off == s.off && s.err == 0 {
+	if off == s.cookie && s.err == 0 {
 		return 0
 	}
 	s.Close()
-	*s = *s.d.newStream()
-	for s.off < off && s.HasNext() {
-		if _, errno := s.Next(); errno != 0 {
-			return errno
-		}
+	fresh := s.d.newStream()
+	s.d.listMu.Lock() // changed is guarded by it
+	*s = *fresh
+	s.d.listMu.Unlock()
+	switch {
+	case off == 0:
+	case off > tempCookie:
+		k := off - tempCookie
+		s.temps = s.temps[min(k, uint64(len(s.temps))):]
+		s.tempsDone = k
+	case off > bigCookie:
+		s.temps = nil
+		s.from = bigStart
+		s.bigSkip, s.bigEmitted = off-bigCookie, off-bigCookie
+	case off >= segCookie:
+		s.temps = nil
+		s.from = segment.ID(off-segCookie) + 1
+	default:
+		return syscall.EINVAL
 	}
+	s.cookie = off
 	return 0
 }
 
@@ -233,11 +350,14 @@ var _ = (gofs.FileLookuper)((*dirHandle)(nil))
 
 // Lookup describes the entry just listed for readdirplus. An entry whose
 // listing could not tell the true size (a Scribe Ledger object whose sidecar
-// is not read yet, right after the first mount) is looked up in full: the
-// kernel would otherwise keep the stored size and cut a read right after the
-// listing there, even with the shortest attribute timeout.
+// is not read yet, right after the first mount), or that changed through
+// the mount since the listing began (Store.List's answer for it may have
+// waited in the buffer meanwhile), is looked up in full: the kernel would
+// otherwise keep the listed size and cut a read right after the listing,
+// or keep a removed name as a cached entry. A name that no longer exists
+// is then sent without attributes (the kernel caches nothing for it).
 func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if h.s == nil || !h.s.last.hasInfo || h.s.last.entry.Name != name || h.d.draftOf(name) != nil || h.s.last.info.Unresolved {
+	if h.s == nil || !h.s.last.hasInfo || h.s.last.entry.Name != name || h.d.draftOf(name) != nil || h.s.last.info.Unresolved || h.s.changedSince(name) {
 		return h.d.Lookup(ctx, name, out)
 	}
 	info := h.s.last.info

@@ -59,10 +59,23 @@
 //
 // stat, ls -l and find never fetch data: attributes come from Store.Stat and
 // Store.List. Open pins the current version (Store.Open) and the handle reads
-// that version until it is closed, even if the segment is overwritten,
-// deleted or archived meanwhile. Reopening an unchanged segment keeps the
-// kernel's page cache (FOPEN_KEEP_CACHE), so a second cat costs no store
-// reads; a new version, size or mtime drops it.
+// that version to its end, even if the segment is overwritten, deleted or
+// archived meanwhile. Reopening an unchanged segment keeps the kernel's
+// page cache (FOPEN_KEEP_CACHE), so a second cat costs no store reads; a
+// new version, size or mtime drops it. The kernel keeps one size and one
+// page cache per inode, so a node serves one version at a time: when the
+// file changes while pinned readers read a node through the page cache,
+// the node is retired (fileNode.retired): it keeps serving them their
+// version with its size, and the name gets a new node, hence a new kernel
+// inode, at its next lookup; an operation that finds the node retired
+// answers ESTALE, on which the kernel looks again and retries. A read-only
+// open of a file open for writing shares its draft. So mappings never mix
+// versions.
+//
+// readdirplus describes entries with Store.List's answers, except those
+// changed through the mount since the listing began (noteChange), which
+// are looked up in full. Directory offsets are cookies derived from the ids
+// (see segmentStream), so seekdir survives changes.
 //
 // # Writing
 //
@@ -74,15 +87,23 @@
 // >> and dd conv=notrunc work); O_TRUNC and truncate are staged like
 // writes. All handles writing one file share its draft, and reads of a file
 // with unpublished changes see the draft (read-your-writes within the
-// mount), as does stat. A file may not grow past Store.MaxSegmentBytes
-// (EFBIG); a new file whose writes failed is not stored at all.
+// mount), as does stat. A file may not grow past Store.MaxSegmentBytes: a
+// write crossing it is a short write, one starting there fails with
+// EFBIG. A failed write (EFBIG, ENOSPC in the spool) fails that write
+// only: the draft is unchanged, other writers go on and their closes
+// publish; the failed writer's close reports the error and publishes
+// nothing. If it was the file's only writer, its draft is detached from
+// the name, so later opens start from the stored version; a new file
+// whose only writer failed is not stored at all.
 //
 // Publish points: the draft replaces the segment in one Store.Put at
 //
-//	FLUSH    close(2) of any descriptor of a handle that changed the
+//	FLUSH    close(2) of a descriptor of a handle that changed the
 //	         file since the last publish, even if it only created or
-//	         emptied it (touch, : > f, O_TRUNC); close returns the
-//	         Put's error
+//	         emptied it (touch, : > f, O_TRUNC), by a process that
+//	         made such a change through that handle, when no other
+//	         handle writing the file has unpublished changes; close
+//	         returns the Put's error
 //	FSYNC    fsync(2) or fdatasync(2) of any descriptor of the file,
 //	         whichever descriptor made the changes, even one opened
 //	         read-only (sync FILE); fsync returns the Put's error
@@ -91,7 +112,18 @@
 //	         failure is only logged, and a publish whose failure close
 //	         already reported is not retried
 //
-// So once close or fsync returns 0 the change is in the store. A shell
+// FUSE tells the descriptors of one handle (dup, fork, a redirection)
+// apart only by the process closing them, so: a child that inherited the
+// descriptor and changed nothing through it publishes nothing when it
+// exits ({ printf a; /bin/true; printf b; } > f stores "ab" at the end,
+// never "a"), while any close by a process that did change it publishes
+// what the file holds so far. And while several handles write one file
+// (two dd conv=notrunc), a close publishes nothing until the last of them
+// with changes closes, which publishes them all: the store never holds a
+// mix that no writer finished.
+//
+// So once close returns 0 and no other writer of the file is still at
+// work, or once fsync returns 0, the change is in the store. A shell
 // redirection (cmd > f) closes a duplicate of the descriptor right after
 // opening it, which publishes the truncation at once: readers then see
 // the file empty until cmd's output is published at its close, and if cmd
@@ -115,9 +147,11 @@
 //
 // # Inode numbers
 //
-// A segment's inode number is computed from its id (id+3 for all but the top
-// 2^32+4 ids), so it is the same after a remount; see ino.go for the scheme
-// and its limits.
+// A segment's inode number is computed from its id, so it is the same after
+// a remount: id+3 for every id up to 2^64-5, so no two segments share a
+// number unless both are among the top 2^31+4 ids (the four highest fold
+// onto the numbers of four ids below them, and temp files take their
+// numbers from the top 2^31); see ino.go.
 //
 // # Caching
 //

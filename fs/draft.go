@@ -52,17 +52,55 @@ type draft struct {
 	seq      uint64    // number of changes so far
 	pubSeq   uint64    // changes covered by the last successful publish
 	mtime    time.Time // of the last change, or as set by utimes
-	err      error     // first failed write: the draft is then never published
 	closed   bool
 	fresh    bool // the draft started from nothing (a new file)
 	// filled: a publish stored a non-empty version. A new file whose
 	// writes then fail is removed again unless it was (see
-	// segmentsDir.publishDraft).
+	// segmentsDir.failedWriter).
 	filled bool
 	// st stores the spool while appends continue (see stream); noStream
 	// is set once one was aborted, until the next publish.
 	st       *stream
 	noStream bool
+	// writers are the handles open for writing (see othersDirty).
+	writers map[*openFile]struct{}
+}
+
+func (dr *draft) addWriter(h *openFile) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.writers == nil {
+		dr.writers = make(map[*openFile]struct{})
+	}
+	dr.writers[h] = struct{}{}
+}
+
+// onlyWriter reports whether h is the only handle writing the draft.
+func (dr *draft) onlyWriter(h *openFile) bool {
+	dr.mu.RLock()
+	defer dr.mu.RUnlock()
+	_, ok := dr.writers[h]
+	return ok && len(dr.writers) == 1
+}
+
+func (dr *draft) removeWriter(h *openFile) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	delete(dr.writers, h)
+}
+
+// othersDirty reports whether a handle writing the file other than h has
+// changes that are not published: its writer is not done, so h's close
+// must not publish a mix of both.
+func (dr *draft) othersDirty(h *openFile) bool {
+	dr.mu.RLock()
+	defer dr.mu.RUnlock()
+	for o := range dr.writers {
+		if o != h && o.wroteSeq > dr.pubSeq && o.writeErr == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // newDraft starts a draft from base, the pinned current version of an
@@ -132,54 +170,56 @@ func (dr *draft) readAt(p []byte, off int64) (int, error) {
 // overwrite each other.
 const appendOffset = -1
 
-// writeAt writes p at off and returns the change's sequence number, and
-// whether the draft is now worth streaming (see maybeStream). A write that
-// would make the file larger than limit fails with EFBIG. Any failed write
-// poisons the draft: the application was told that its data did not get in,
-// so the file is never published from this draft.
-func (dr *draft) writeAt(p []byte, off, limit int64) (seq uint64, streamable bool, err error) {
+// writeAt writes p at off and returns how many bytes it wrote, the
+// change's sequence number, and whether the draft is now worth streaming
+// (see maybeStream). A write crossing limit is a short write, up to the
+// limit, as on other file systems; one starting at or past it fails with
+// EFBIG. A failed write changes nothing: it fails that write only, and the
+// draft stays usable for the other writers and for later writes (after
+// ENOSPC in the spool, once space is freed). A spool write that failed
+// part way is a short write of what it wrote.
+func (dr *draft) writeAt(p []byte, off, limit int64) (n int, seq uint64, streamable bool, err error) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
 	if dr.closed {
-		return 0, false, errDraftClosed
-	}
-	if dr.err != nil {
-		return 0, false, dr.err
+		return 0, 0, false, errDraftClosed
 	}
 	if off == appendOffset {
 		off = dr.size
 	}
 	end := off + int64(len(p))
 	if off < 0 || end < off {
-		return 0, false, syscall.EINVAL
+		return 0, 0, false, syscall.EINVAL
 	}
 	if end > limit {
-		dr.err = fmt.Errorf("write to %d bytes, over the %d-byte segment limit: %w", end, limit, syscall.EFBIG)
-		dr.dropStreamLocked()
-		return 0, false, dr.err
+		if off >= limit {
+			return 0, 0, false, fmt.Errorf("write at %d, at or over the %d-byte segment limit: %w", off, limit, syscall.EFBIG)
+		}
+		p, end = p[:limit-off], limit
 	}
 	if err := dr.loadLocked(-1); err != nil {
-		dr.err = err
-		return 0, false, err
+		return 0, 0, false, err
 	}
 	if err := dr.ensureSpoolLocked(); err != nil {
-		dr.err = err
-		return 0, false, err
+		return 0, 0, false, err
 	}
 	if off != dr.size {
 		dr.dropStreamLocked() // not an append: the stream may have read these bytes
 	}
-	if _, err := dr.spool.WriteAt(p, off); err != nil {
-		dr.err = fmt.Errorf("spool: %w", err)
-		dr.dropStreamLocked()
-		return 0, false, dr.err
+	n, err = dr.spool.WriteAt(p, off)
+	if n <= 0 {
+		if err == nil {
+			err = io.ErrShortWrite
+		}
+		return 0, 0, false, fmt.Errorf("spool: %w", err)
 	}
+	end = off + int64(n)
 	dr.size = max(dr.size, end)
 	dr.touchLocked()
 	if dr.st != nil {
 		dr.st.grow(dr.size)
 	}
-	return dr.seq, dr.st == nil && !dr.noStream && dr.size >= streamMin, nil
+	return n, dr.seq, dr.st == nil && !dr.noStream && dr.size >= streamMin, nil
 }
 
 // maybeStream starts storing the draft as segment id while it is still being
@@ -188,7 +228,7 @@ func (dr *draft) writeAt(p []byte, off, limit int64) (seq uint64, streamable boo
 func (dr *draft) maybeStream(ctx context.Context, store Store, id segment.ID) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
-	if dr.st != nil || dr.noStream || dr.closed || dr.err != nil || !dr.loaded || dr.spool == nil || dr.size < streamMin {
+	if dr.st != nil || dr.noStream || dr.closed || !dr.loaded || dr.spool == nil || dr.size < streamMin {
 		return
 	}
 	dr.st = startStream(ctx, store, id, dr.spool, dr.size)
@@ -213,14 +253,12 @@ func (dr *draft) dropStreamLocked() {
 }
 
 // truncate sets the size; growing fills with zeros (sparsely in the spool).
+// A failed truncation changes nothing.
 func (dr *draft) truncate(size, limit int64) (uint64, error) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
 	if dr.closed {
 		return 0, errDraftClosed
-	}
-	if dr.err != nil {
-		return 0, dr.err
 	}
 	if size < 0 {
 		return 0, syscall.EINVAL
@@ -228,23 +266,20 @@ func (dr *draft) truncate(size, limit int64) (uint64, error) {
 	if size > limit {
 		return 0, fmt.Errorf("truncate to %d bytes, over the %d-byte segment limit: %w", size, limit, syscall.EFBIG)
 	}
-	dr.dropStreamLocked()
 	if err := dr.loadLocked(size); err != nil {
-		dr.err = err
 		return 0, err
 	}
 	if size > 0 {
 		if err := dr.ensureSpoolLocked(); err != nil {
-			dr.err = err
 			return 0, err
 		}
 	}
 	if dr.spool != nil {
 		if err := dr.spool.Truncate(size); err != nil {
-			dr.err = fmt.Errorf("spool: %w", err)
-			return 0, dr.err
+			return 0, fmt.Errorf("spool: %w", err)
 		}
 	}
+	dr.dropStreamLocked()
 	dr.size = size
 	dr.touchLocked()
 	return dr.seq, nil
@@ -314,10 +349,6 @@ func (dr *draft) publish(ctx context.Context, store Store, id segment.ID, force 
 		dr.mu.RUnlock()
 		return errDraftClosed
 	}
-	if dr.err != nil {
-		dr.mu.RUnlock()
-		return dr.err
-	}
 	seq, size := dr.seq, dr.size
 	if !force && seq == dr.pubSeq {
 		dr.mu.RUnlock()
@@ -379,13 +410,22 @@ func (dr *draft) published(seq uint64, size int64, st *stream) {
 	dr.noStream = false
 }
 
-// failedNew reports whether the draft is a new file whose writes failed,
-// and whether what it stored so far is only its creation (an empty file,
-// stored by the close of a duplicate descriptor).
-func (dr *draft) failedNew() (failed, createdOnly bool) {
+// failedNew reports whether h, whose write failed, leaves a new file that
+// nobody else writes and that was never stored with contents: such a file
+// is not stored at all (see segmentsDir.failedWriter). createdOnly: what
+// was stored is its empty creation, which goes too.
+func (dr *draft) failedNew(h *openFile) (abandon, createdOnly bool) {
 	dr.mu.RLock()
 	defer dr.mu.RUnlock()
-	return dr.fresh && dr.err != nil, dr.pubSeq > 0 && !dr.filled
+	if !dr.fresh || dr.filled {
+		return false, false
+	}
+	for o := range dr.writers {
+		if o != h {
+			return false, false
+		}
+	}
+	return true, dr.pubSeq > 0
 }
 
 // ensureLoaded copies the base version into the spool (renaming a segment to

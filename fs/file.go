@@ -28,11 +28,18 @@ type fileNode struct {
 	origin    segment.ID // the segment the node's inode number was computed from
 	counted   bool       // counted in dir.displaced
 	forgotten bool       // the kernel forgot the node
-	// The kernel keeps one page cache per inode, shared by all handles.
-	// cacheKey is the version whose pages it may hold ("" for none known)
-	// and cacheUsers the handles reading through it.
+	// The kernel keeps one size and one page cache per inode, shared by
+	// all handles, so a node serves one version at a time (see Open).
+	// cacheKey is the version whose pages it may hold ("" for none known),
+	// cacheInfo that version, and cacheUsers the pinned readers of it.
 	cacheKey   string
+	cacheInfo  segment.Info
 	cacheUsers int
+	// retired: the name moved on to another version while cacheUsers
+	// still read this node's. The node then only serves them, showing
+	// cacheInfo, and the name gets a new node (a new kernel inode) at its
+	// next lookup; see retireLocked.
+	retired bool
 }
 
 // versionKey identifies a stored version's bytes for page-cache purposes;
@@ -47,6 +54,21 @@ func versionKey(info segment.Info) string {
 		key += "/" + strconv.FormatUint(uint64(info.Sums.Whole), 16)
 	}
 	return key
+}
+
+// sameContent reports whether two descriptions of a segment are the same
+// bytes (the mtime may differ: utimes changes no byte).
+func sameContent(a, b segment.Info) bool {
+	if a.Size != b.Size || a.Version != b.Version || (a.Sums == nil) != (b.Sums == nil) {
+		return false
+	}
+	if a.Sums != nil && a.Sums.Whole != b.Sums.Whole {
+		return false
+	}
+	if a.Version == "" && a.Sums == nil {
+		return a.ModTime.Equal(b.ModTime) // nothing better to go by
+	}
+	return true
 }
 
 // attr returns what an open handle sees.
@@ -104,16 +126,21 @@ var _ = (gofs.NodeOpener)((*fileNode)(nil))
 // Open pins what the handle will read. A read-only open of a segment pins its
 // current version (Store.Open) and reads it until release, whatever happens
 // to the segment meanwhile. An open for writing, or a read-only open of a
-// file with unpublished changes, shares the file's draft instead.
+// file open for writing, shares the file's draft instead (read-your-writes).
 //
-// The kernel has one page cache per inode, so it may only ever hold one
-// version. A pinned reader uses it, keeping what is cached
-// (FOPEN_KEEP_CACHE) when its version is the one cached, so that a second
-// cat is served from memory, and dropping it otherwise; but while readers of
-// another version still use it, a reader of a newer version bypasses it
-// (FOPEN_DIRECT_IO) rather than read their pages. Handles on a draft always
-// bypass it: a write invalidates the cached range instead of filling it with
-// unpublished bytes. Shared mmap still works (CAP_DIRECT_IO_ALLOW_MMAP).
+// The kernel has one size and one page cache per inode, so a node (a kernel
+// inode) serves one version at a time: pinned readers read through its
+// page cache, keeping what is cached (FOPEN_KEEP_CACHE) when their version
+// is the one cached, so that a second cat is served from memory. When the
+// file changes while such readers are open (an open for writing, a new
+// version seen by lookup, getattr or a later open, a truncation), the node
+// is retired: it goes on serving its readers their version to its end,
+// with its size, and the name gets a new node; the operation that found
+// the node retired answers ESTALE, on which the kernel looks the name up
+// again and retries once. So mappings and the page cache of one inode only
+// ever hold one version. Handles on a draft bypass the page cache for
+// read and write (a write invalidates the cached range); shared mappings
+// of them see the draft (CAP_DIRECT_IO_ALLOW_MMAP).
 func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	d := n.dir
 	fsys := d.fsys
@@ -125,16 +152,23 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		return nil, 0, syscall.EROFS
 	}
 	if write {
+		if errno := d.retireForChange(n); errno != 0 {
+			return nil, 0, errno
+		}
 		return n.openWrite(ctx, flags)
 	}
 
-	name := d.nameOf(n)
+	d.mu.Lock()
+	name, unlinked := n.name, n.unlinked
+	d.mu.Unlock()
+	if unlinked {
+		// A stale entry: the name went away from this node (removed,
+		// replaced, or retired). Whatever it names now is another file,
+		// which must not be read through this inode.
+		return nil, 0, syscall.ESTALE
+	}
 	kind, id := classify(name)
-	if dr := d.attachDraft(name); dr != nil && kind == segmentName && !dr.dirty() {
-		// Everything in the draft is stored (its writers flushed, or
-		// have not written yet): pin the stored version like any reader.
-		d.releaseDraft(dr)
-	} else if dr != nil {
+	if dr := d.attachDraft(name); dr != nil {
 		h := &openFile{node: n, draft: dr}
 		fsys.addHandle(h)
 		return h, fuse.FOPEN_NOFLUSH | fuse.FOPEN_DIRECT_IO, 0
@@ -146,28 +180,27 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err != nil {
 		return nil, 0, d.vanished(fsys.fail("open", name, err))
 	}
-	h := &openFile{node: n, reader: r}
+	h := &openFile{node: n, reader: r, cached: true}
 	// Read-only handles have nothing to flush on close.
 	fuseFlags := uint32(fuse.FOPEN_NOFLUSH)
-	key := versionKey(r.Info())
+	info := r.Info()
+	key := versionKey(info)
 	d.mu.Lock()
-	switch {
-	case n.cacheUsers > 0 && key != "" && key == n.cacheKey:
+	if n.retired || n.cacheUsers > 0 && !sameContent(info, n.cacheInfo) {
+		// Others read another version through this inode: this reader
+		// gets a node of its own.
+		d.retireLocked(n)
+		d.mu.Unlock()
+		r.Close()
+		go d.NotifyEntry(name)
+		return nil, 0, syscall.ESTALE
+	}
+	// Without KEEP_CACHE the kernel drops the cached pages.
+	if key != "" && key == n.cacheKey {
 		fuseFlags |= fuse.FOPEN_KEEP_CACHE
-		h.cached = true
-	case n.cacheUsers > 0:
-		fuseFlags |= fuse.FOPEN_DIRECT_IO // others read another version through the cache
-	default:
-		// Without KEEP_CACHE the kernel drops the cached pages.
-		if key != "" && key == n.cacheKey {
-			fuseFlags |= fuse.FOPEN_KEEP_CACHE
-		}
-		n.cacheKey = key
-		h.cached = true
 	}
-	if h.cached {
-		n.cacheUsers++
-	}
+	n.cacheKey, n.cacheInfo = key, info
+	n.cacheUsers++
 	d.mu.Unlock()
 	fsys.addHandle(h)
 	return h, fuseFlags, 0
@@ -202,7 +235,7 @@ func (n *fileNode) openWrite(ctx context.Context, flags uint32) (gofs.FileHandle
 			d.releaseDraft(dr)
 			return nil, 0, d.fsys.fail("open", name, err)
 		}
-		h.wroteSeq = seq
+		h.wroteLocked(seq, callerProcess(ctx)) // not shared yet
 	}
 	d.fsys.addHandle(h)
 	return h, fuse.FOPEN_DIRECT_IO, 0
@@ -238,12 +271,11 @@ func (n *fileNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, of
 	if h.append {
 		off = appendOffset
 	}
-	seq, streamable, err := h.draft.writeAt(data, off, n.dir.fsys.store.MaxSegmentBytes())
+	nw, seq, streamable, err := h.draft.writeAt(data, off, n.dir.fsys.store.MaxSegmentBytes())
 	if err != nil {
-		h.failed()
-		return 0, n.dir.fsys.fail("write", n.dir.nameOf(n), err)
+		return 0, n.dir.writeFailed(ctx, h, "write", err)
 	}
-	h.wrote(seq)
+	h.wrote(seq, h.process(ctx))
 	if streamable && !n.dir.fsys.discard.Load() {
 		d := n.dir
 		d.mu.Lock()
@@ -251,9 +283,18 @@ func (n *fileNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, of
 		d.mu.Unlock()
 		if kind, id := classify(name); kind == segmentName {
 			h.draft.maybeStream(d.fsys.ctx, d.fsys.store, id)
+			// An unlink or rename racing this write may have detached
+			// the draft after the look at its name, and its abandoning
+			// of the stream may have run before the stream started.
+			d.mu.Lock()
+			moved := h.draft.name != name
+			d.mu.Unlock()
+			if moved {
+				h.draft.dropStream()
+			}
 		}
 	}
-	return uint32(len(data)), 0
+	return uint32(nw), 0
 }
 
 var _ = (gofs.NodeAllocater)((*fileNode)(nil))

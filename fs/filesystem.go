@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -88,10 +90,71 @@ type openFile struct {
 	// wroteSeq when a publish for this handle failed: its close reported
 	// the error, so RELEASE does not try again. Guarded by draft.mu.
 	wroteSeq, failedSeq uint64
-	// writeFailed: a change through this handle failed, so the draft is
-	// never published; its close reports that (and drops a new file).
-	// Guarded by draft.mu.
-	writeFailed bool
+	// writeErr: a change through this handle failed. Its writer was told
+	// so; its close reports the error and publishes nothing (see
+	// segmentsDir.writeFailed). Guarded by draft.mu.
+	writeErr error
+	// owners maps each process (thread group) that changed the file
+	// through this handle to its last change (a draft sequence number).
+	// FUSE tells the descriptors of one handle apart by nothing but the
+	// process closing them, so a close publishes only for a process that
+	// changed the file (see segmentsDir.flush). Guarded by draft.mu.
+	owners map[uint32]uint64
+	// lastTid and lastPid cache the last thread-to-process lookup of a
+	// change through this handle (one read of /proc per thread, not per
+	// write). Guarded by draft.mu.
+	lastTid, lastPid uint32
+}
+
+// process returns the process making a change through h (see
+// callerProcess), with a lookup cache.
+func (h *openFile) process(ctx context.Context) uint32 {
+	fc, ok := ctx.(*fuse.Context)
+	if !ok || fc.Caller.Pid == 0 {
+		return 0
+	}
+	tid := fc.Caller.Pid
+	h.draft.mu.RLock()
+	cachedTid, pid := h.lastTid, h.lastPid
+	h.draft.mu.RUnlock()
+	if cachedTid == tid {
+		return pid
+	}
+	pid = threadGroup(tid)
+	h.draft.mu.Lock()
+	h.lastTid, h.lastPid = tid, pid
+	h.draft.mu.Unlock()
+	return pid
+}
+
+// callerProcess returns the process (thread group id) making the request,
+// or 0 when it cannot be told (a process in another pid namespace).
+func callerProcess(ctx context.Context) uint32 {
+	fc, ok := ctx.(*fuse.Context)
+	if !ok || fc.Caller.Pid == 0 {
+		return 0
+	}
+	return threadGroup(fc.Caller.Pid)
+}
+
+// threadGroup maps a thread id, which is what the kernel sends, to its
+// process: a multi-threaded program writes from one thread and closes
+// from another.
+func threadGroup(tid uint32) uint32 {
+	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/status")
+	if err != nil {
+		return tid
+	}
+	_, rest, ok := strings.Cut(string(b), "\nTgid:")
+	if !ok {
+		return tid
+	}
+	line, _, _ := strings.Cut(rest, "\n")
+	tgid, err := strconv.ParseUint(strings.TrimSpace(line), 10, 32)
+	if err != nil || tgid == 0 {
+		return tid
+	}
+	return uint32(tgid)
 }
 
 // dirty reports whether this handle changed the draft since it was last
@@ -102,14 +165,35 @@ func (h *openFile) dirty() bool {
 	}
 	h.draft.mu.RLock()
 	defer h.draft.mu.RUnlock()
-	return h.wroteSeq > h.draft.pubSeq || h.writeFailed
+	return h.wroteSeq > h.draft.pubSeq || h.writeErr != nil
 }
 
 // failed records that a change through this handle failed.
-func (h *openFile) failed() {
+func (h *openFile) failed(err error) {
 	h.draft.mu.Lock()
-	h.writeFailed = true
+	if h.writeErr == nil {
+		h.writeErr = err
+	}
 	h.draft.mu.Unlock()
+}
+
+// failure returns the first error of a change through this handle.
+func (h *openFile) failure() error {
+	h.draft.mu.RLock()
+	defer h.draft.mu.RUnlock()
+	return h.writeErr
+}
+
+// changedBy reports whether process pid changed the file through this
+// handle since the last publish (true when pid is unknown, 0).
+func (h *openFile) changedBy(pid uint32) bool {
+	h.draft.mu.RLock()
+	defer h.draft.mu.RUnlock()
+	if pid == 0 || h.writeErr != nil {
+		return true
+	}
+	seq, ok := h.owners[pid]
+	return ok && seq > h.draft.pubSeq
 }
 
 // publishFailed records that publishing this handle's changes failed.
@@ -127,14 +211,27 @@ func (h *openFile) retryable() bool {
 	return h.wroteSeq > h.failedSeq
 }
 
-// wrote records a change this handle made.
-func (h *openFile) wrote(seq uint64) {
+// wrote records a change this handle made for process pid.
+func (h *openFile) wrote(seq uint64, pid uint32) {
 	h.draft.mu.Lock()
+	defer h.draft.mu.Unlock()
+	h.wroteLocked(seq, pid)
+}
+
+func (h *openFile) wroteLocked(seq uint64, pid uint32) {
 	h.wroteSeq = max(h.wroteSeq, seq)
-	h.draft.mu.Unlock()
+	if pid != 0 {
+		if h.owners == nil {
+			h.owners = make(map[uint32]uint64, 1)
+		}
+		h.owners[pid] = max(h.owners[pid], seq)
+	}
 }
 
 func (fsys *filesystem) addHandle(h *openFile) {
+	if h.write {
+		h.draft.addWriter(h)
+	}
 	fsys.mu.Lock()
 	defer fsys.mu.Unlock()
 	fsys.handles[h] = struct{}{}
@@ -161,6 +258,7 @@ func (fsys *filesystem) removeHandle(h *openFile) bool {
 	delete(fsys.handles, h)
 	if h.write {
 		fsys.writers--
+		h.draft.removeWriter(h)
 	}
 	return true
 }
@@ -186,6 +284,11 @@ func (fsys *filesystem) cleanup() {
 	for h := range handles {
 		if h.reader != nil {
 			h.reader.Close()
+		}
+		if h.draft != nil {
+			// Also the drafts no longer bound to a name (files removed
+			// while open), which closeAll does not see. Idempotent.
+			h.draft.close()
 		}
 	}
 	fsys.segments.closeAll()

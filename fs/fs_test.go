@@ -471,7 +471,7 @@ print("done", flush=True)`, m.path("42"), out)
 
 func TestInodeNumbers(t *testing.T) {
 	store := newTestStore(t, 1<<30)
-	ids := []segment.ID{0, 1, 2, 1<<63 - 1, 1 << 63, 1<<64 - 1, foldStart - 1}
+	ids := []segment.ID{0, 1, 2, 1<<63 - 1, 1 << 63, 1<<64 - 1, 1<<64 - 1<<32 - 4, maxPlain}
 	for _, id := range ids {
 		store.put(id, []byte(id.String()), time.Time{})
 	}

@@ -170,7 +170,7 @@ func (d *segmentsDir) newTempLocked(name string, dr *draft) {
 }
 
 func (d *segmentsDir) tempInoInUseLocked(ino uint64) bool {
-	if d.tempCount <= tempWindow {
+	if d.tempCount <= tempWindow-foldCount {
 		return false // the counter has not wrapped yet
 	}
 	for _, t := range d.temps {
@@ -207,7 +207,7 @@ func (d *segmentsDir) child(ctx context.Context, name string) *gofs.Inode {
 			d.mu.Unlock()
 			return nil
 		}
-		attr = gofs.StableAttr{Mode: syscall.S_IFREG, Ino: dr.ino}
+		attr = tempStableAttr(dr.ino)
 	}
 	d.mu.Unlock()
 	return d.NewInode(ctx, n, attr)
@@ -255,6 +255,58 @@ func (d *segmentsDir) childNode(name string) *fileNode {
 	return nil
 }
 
+// retireLocked retires node n (see fileNode.retired): it keeps serving its
+// pinned readers their version, and new lookups of its name get a new node.
+// d.mu must be held.
+func (d *segmentsDir) retireLocked(n *fileNode) {
+	if n.retired {
+		return
+	}
+	n.retired, n.unlinked = true, true
+	d.detachLocked(n)
+}
+
+// retireForChange is called before the file behind node n is changed
+// through it (an open for writing, a truncation by path). If pinned readers
+// read n's version through the kernel's page cache, the kernel's size and
+// cache of that inode must stay theirs: n is retired and ESTALE returned,
+// on which the kernel looks the name up again (getting a new node) and
+// retries the call once, through the new inode.
+func (d *segmentsDir) retireForChange(n *fileNode) syscall.Errno {
+	d.mu.Lock()
+	if n.retired {
+		d.mu.Unlock()
+		return syscall.ESTALE
+	}
+	if n.cacheUsers == 0 {
+		d.mu.Unlock()
+		return 0
+	}
+	name := n.name
+	d.retireLocked(n)
+	d.mu.Unlock()
+	// Not under our locks, and asynchronously: the kernel handles it under
+	// the directory's lock, which the caller's request may hold.
+	go d.NotifyEntry(name)
+	return syscall.ESTALE
+}
+
+// retireStale retires the node the kernel knows under name if its pinned
+// readers read another version than info, the current one (nil: a draft,
+// which is always another version), so that a lookup answering with info
+// makes a new node for it.
+func (d *segmentsDir) retireStale(name string, info *segment.Info) {
+	n := d.childNode(name)
+	if n == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n.name == name && n.cacheUsers > 0 && (info == nil || !sameContent(*info, n.cacheInfo)) {
+		d.retireLocked(n)
+	}
+}
+
 // markUnlinked records that the node known under name lost that name.
 func (d *segmentsDir) markUnlinked(name string) {
 	n := d.childNode(name)
@@ -296,10 +348,14 @@ func (d *segmentsDir) nameOf(n *fileNode) string {
 func (d *segmentsDir) lockBinding(n *fileNode) (name string, unlock func(), errno syscall.Errno) {
 	for {
 		d.mu.Lock()
-		name, unlinked := n.name, n.unlinked
+		name, unlinked, retired := n.name, n.unlinked, n.retired
 		d.mu.Unlock()
-		if unlinked {
-			return "", nil, syscall.ENOENT
+		if retired || unlinked {
+			// The kernel's entry is stale (the name has a new node, or
+			// none: the file was removed, perhaps by a failed write
+			// whose notification is still on its way): it looks the
+			// name up again and retries.
+			return "", nil, syscall.ESTALE
 		}
 		unlock := d.lockNames(name)
 		d.mu.Lock()

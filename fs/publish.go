@@ -17,7 +17,8 @@ import (
 // published is called after a node's draft was stored: the kernel's cached
 // attributes (mtime) are refreshed. (The page cache needs nothing: the new
 // version has a new key, so the next open drops what is cached.)
-func (d *segmentsDir) published(n *fileNode) {
+func (d *segmentsDir) published(n *fileNode, name string) {
+	d.noteChange(name)
 	// Offset -1 invalidates the attributes only: writes bypassed the page
 	// cache. Asynchronously, because the kernel handles the notification
 	// under locks that a request in flight on this inode may hold.
@@ -37,6 +38,23 @@ func (d *segmentsDir) flush(ctx context.Context, h *openFile, op string) syscall
 	}
 	if op == "release" && !h.retryable() {
 		return 0 // close already reported the failure; the old version stays
+	}
+	if err := h.failure(); err != nil {
+		// A write through this handle failed: its writer was told, and
+		// its close says so again and publishes nothing.
+		h.publishFailed()
+		return toErrno(err)
+	}
+	if op == "flush" && !h.changedBy(callerProcess(ctx)) {
+		// The close of a descriptor that a process which changed nothing
+		// through this handle inherited or was passed (a child of the
+		// writer exiting): the writer is not done.
+		return 0
+	}
+	if h.draft.othersDirty(h) {
+		// Another handle's writer is not done: its close publishes
+		// both, and publishing now would store a mix no writer wrote.
+		return 0
 	}
 	errno := d.publishDraft(ctx, h.draft, h.node, op)
 	if errno != 0 {
@@ -58,11 +76,13 @@ func (d *segmentsDir) sync(ctx context.Context, n *fileNode, h *openFile) syscal
 		// A pinned reader, or no handle: the file's changes are in the
 		// draft bound to the node's name, if there is one.
 		d.mu.Lock()
-		name, unlinked := n.name, n.unlinked
+		name, unlinked, retired := n.name, n.unlinked, n.retired
 		d.mu.Unlock()
-		if unlinked {
+		if unlinked && !retired {
 			return 0 // what the name holds now is another file
 		}
+		// (A retired node's readers read an older version of the file
+		// that the name still holds: its pending changes are synced.)
 		if dr = d.attachDraft(name); dr == nil {
 			return 0
 		}
@@ -102,28 +122,69 @@ func (d *segmentsDir) publishDraft(ctx context.Context, dr *draft, n *fileNode, 
 			continue
 		}
 		err := dr.publish(ctx, d.fsys.store, id, false)
-		if err == nil {
-			unlock()
-			d.published(n)
-			return 0
-		}
-		failed, createdOnly := dr.failedNew()
-		if failed {
-			d.abandonLocked(dr, name)
-			if createdOnly {
-				d.dropCreated(ctx, id)
-			}
-		}
 		unlock()
-		if failed {
-			// The kernel still has a positive entry for the name; a
-			// stat right after close must not find the file. The
-			// closing process holds no lock of the directory, and the
-			// name lock is released, so this cannot wait on us.
-			d.NotifyEntry(name)
+		if err == nil {
+			d.published(n, name)
+			return 0
 		}
 		return d.fsys.fail(op, name, err)
 	}
+}
+
+// writeFailed records that a change through handle h failed with err, and
+// returns the errno for it. The failure is that write's only: the draft is
+// unchanged and its other writers go on. But if h is the draft's only
+// writer, the draft is detached from the name, so that later opens start
+// from the stored version rather than from bytes a failed writer left (a
+// write crossing the size limit is a short write first): a new file is
+// removed again (as if its creation had failed; see dropCreated), an
+// existing segment keeps its stored version. The handle's close reports
+// the error and publishes nothing.
+func (d *segmentsDir) writeFailed(ctx context.Context, h *openFile, op string, err error) syscall.Errno {
+	h.failed(err)
+	dr := h.draft
+	d.mu.Lock()
+	name := dr.name
+	d.mu.Unlock()
+	errno := d.fsys.fail(op, name, err)
+	kind, id := classify(name)
+	if kind != segmentName {
+		return errno
+	}
+	unlock := d.lockNames(name)
+	d.mu.Lock()
+	bound := dr.name == name
+	d.mu.Unlock()
+	alone, createdOnly := false, false
+	if bound {
+		alone = dr.onlyWriter(h)
+		_, createdOnly = dr.failedNew(h)
+	}
+	if !alone {
+		unlock()
+		return errno
+	}
+	isNew, _ := dr.failedNew(h)
+	d.noteChange(name)
+	if isNew {
+		d.abandonLocked(dr, name)
+		if createdOnly {
+			d.dropCreated(context.WithoutCancel(ctx), id)
+		}
+	} else {
+		d.mu.Lock()
+		d.unbindLocked(dr)
+		d.mu.Unlock()
+	}
+	unlock()
+	if isNew {
+		// The kernel has a positive entry for the name; a stat right
+		// after the failure must not find the file. Asynchronously: the
+		// kernel takes the directory's lock, and a request of the
+		// writer may hold it.
+		go d.NotifyEntry(name)
+	}
+	return errno
 }
 
 // dropCreated removes the empty segment that the close of a duplicate
@@ -157,6 +218,12 @@ func (d *segmentsDir) attrOf(ctx context.Context, n *fileNode, h *openFile, out 
 	d.mu.Lock()
 	name, unlinked := n.name, n.unlinked
 	dr := d.draftLocked(name)
+	if n.retired {
+		info := n.cacheInfo
+		d.mu.Unlock()
+		d.fsys.fileAttr(out, info.Size, info.ModTime, 1)
+		return 0
+	}
 	d.mu.Unlock()
 	if !unlinked {
 		if dr != nil {
@@ -167,6 +234,16 @@ func (d *segmentsDir) attrOf(ctx context.Context, n *fileNode, h *openFile, out 
 		if kind, id := classify(name); kind == segmentName {
 			info, err := d.fsys.store.Stat(ctx, id)
 			if err == nil {
+				d.mu.Lock()
+				if n.cacheUsers > 0 && !n.retired && n.name == name && !sameContent(info, n.cacheInfo) {
+					// A new version (from elsewhere): this inode stays
+					// with the readers of the old one, and shows its
+					// size; the name gets a new node.
+					d.retireLocked(n)
+					info = n.cacheInfo
+					go d.NotifyEntry(name)
+				}
+				d.mu.Unlock()
 				d.fsys.fileAttr(out, info.Size, info.ModTime, 1)
 				return 0
 			}
@@ -211,11 +288,13 @@ func (d *segmentsDir) truncate(ctx context.Context, n *fileNode, h *openFile, si
 	if h != nil && h.write {
 		seq, err := h.draft.truncate(int64(size), limit)
 		if err != nil {
-			h.failed()
-			return d.fsys.fail("truncate", d.nameOf(n), err)
+			return d.writeFailed(ctx, h, "truncate", err)
 		}
-		h.wrote(seq)
+		h.wrote(seq, callerProcess(ctx))
 		return 0
+	}
+	if errno := d.retireForChange(n); errno != 0 {
+		return errno
 	}
 	name, unlock, errno := d.lockBinding(n)
 	if errno != 0 {
@@ -244,7 +323,7 @@ func (d *segmentsDir) truncate(ctx context.Context, n *fileNode, h *openFile, si
 		if err := dr.publish(context.WithoutCancel(ctx), d.fsys.store, id, false); err != nil {
 			return d.fsys.fail("truncate", name, err)
 		}
-		d.published(n)
+		d.published(n, name)
 	}
 	return 0
 }
@@ -258,8 +337,11 @@ func (d *segmentsDir) setMtime(ctx context.Context, n *fileNode, h *openFile, mt
 		dr = h.draft
 	} else {
 		d.mu.Lock()
-		name, unlinked := n.name, n.unlinked
+		name, unlinked, retired := n.name, n.unlinked, n.retired
 		d.mu.Unlock()
+		if retired {
+			return syscall.ESTALE // the name has a new node
+		}
 		if unlinked {
 			return syscall.ENOENT
 		}
@@ -291,6 +373,7 @@ func (d *segmentsDir) setMtime(ctx context.Context, n *fileNode, h *openFile, mt
 	if err := d.fsys.store.SetModTime(context.WithoutCancel(ctx), id, mtime); err != nil {
 		return d.vanished(d.fsys.fail("setmtime", name, err))
 	}
+	d.noteChange(name)
 	if dr != nil {
 		dr.setMtime(mtime)
 	}

@@ -63,6 +63,16 @@ func (r *rootDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 	return r.fsys.statfs(out)
 }
 
+var _ = (gofs.NodeFsyncer)((*rootDir)(nil))
+
+// Fsync of a directory succeeds: the root never changes, and every change
+// to the segments directory (create, rename, unlink) is stored by the time
+// it returns. Atomic-write helpers (Python's, Go's dir.Sync(), sync DIR)
+// fsync the directory after a rename and fail if it does.
+func (r *rootDir) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
+	return 0
+}
+
 var _ = (gofs.NodeCreater)((*rootDir)(nil))
 
 func (r *rootDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {

@@ -74,6 +74,12 @@ type segmentsDir struct {
 	displaced map[segment.ID]*displacement
 	lastGen   uint64
 	tempCount uint64 // temp files created so far
+
+	// listMu guards listings, the directory listings in progress (from
+	// the start of their Store.List), and their changed sets. Taken
+	// alone.
+	listMu   sync.Mutex
+	listings map[*segmentStream]struct{}
 }
 
 func newSegmentsDir(fsys *filesystem) *segmentsDir {
@@ -83,6 +89,7 @@ func newSegmentsDir(fsys *filesystem) *segmentsDir {
 		drafts:    make(map[segment.ID]*draft),
 		temps:     make(map[string]*draft),
 		displaced: make(map[segment.ID]*displacement),
+		listings:  make(map[*segmentStream]struct{}),
 	}
 }
 
@@ -117,6 +124,14 @@ func (d *segmentsDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.E
 	return d.fsys.statfs(out)
 }
 
+var _ = (gofs.NodeFsyncer)((*segmentsDir)(nil))
+
+// Fsync of the directory succeeds: renames and unlinks are stored when they
+// return, and a created file is stored at its close (see rootDir.Fsync).
+func (d *segmentsDir) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
+	return 0
+}
+
 var _ = (gofs.NodeLookuper)((*segmentsDir)(nil))
 
 // Lookup answers with Store.Stat (or the draft of a file being written), so
@@ -129,6 +144,7 @@ func (d *segmentsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	if dr := d.draftOf(name); dr != nil {
 		size, mtime := dr.attr()
 		d.fsys.fileAttr(&out.Attr, size, mtime, 1)
+		d.retireStale(name, nil)
 	} else if kind == tempName {
 		return nil, syscall.ENOENT
 	} else {
@@ -137,6 +153,9 @@ func (d *segmentsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 			return nil, d.fsys.fail("lookup", name, err)
 		}
 		d.fsys.fileAttr(&out.Attr, info.Size, info.ModTime, 1)
+		// A new version gets a new node: the kernel must not apply its
+		// size to the inode that readers of the old one use.
+		d.retireStale(name, &info)
 	}
 	ch := d.child(ctx, name)
 	if ch == nil {
@@ -189,15 +208,16 @@ func (d *segmentsDir) Create(ctx context.Context, name string, flags uint32, mod
 	}
 	h := &openFile{draft: dr, write: true, append: flags&syscall.O_APPEND != 0}
 	if created {
-		h.wroteSeq = 1 // a new file is published on close even if empty
+		h.wroteLocked(1, callerProcess(ctx)) // a new file is published on close even if empty; not shared yet
 	} else if flags&syscall.O_TRUNC != 0 {
 		seq, err := dr.truncate(0, d.fsys.store.MaxSegmentBytes())
 		if err != nil {
 			d.releaseDraft(dr)
 			return nil, nil, 0, d.fsys.fail("create", name, err)
 		}
-		h.wroteSeq = seq
+		h.wroteLocked(seq, callerProcess(ctx)) // not shared yet
 	}
+	d.retireStale(name, nil) // the file is being written: a new inode for it
 	ch := d.child(ctx, name)
 	if ch == nil {
 		d.releaseDraft(dr)
@@ -274,6 +294,7 @@ func (d *segmentsDir) remove(ctx context.Context, id segment.ID) error {
 		dr.close()
 	}
 	d.markUnlinked(name)
+	d.noteChange(name)
 	d.st.modified()
 	return nil
 }
@@ -338,6 +359,7 @@ func (d *segmentsDir) Rename(ctx context.Context, from string, newParent gofs.In
 		return d.fsys.fail("rename", from+" to "+to, err)
 	}
 	d.rebind(from, to)
+	d.noteChange(from, to)
 	d.st.modified()
 	return 0
 }

@@ -16,23 +16,20 @@ import (
 
 func TestSegmentIno(t *testing.T) {
 	reserved := map[uint64]string{0: "invalid", rootIno: "root", segmentsIno: "segments", math.MaxUint64: "go-fuse"}
-	// Unique at the edges. (Folded ids share a number with an id near
-	// 2^63 by design; that is checked below.)
-	edges := []segment.ID{0, 1, 2, 3, 1<<63 - 1, 1 << 63, 1<<63 + 1, foldStart - 1, math.MaxUint64 - 1, math.MaxUint64}
+	// Unique at the edges, folded ids included (they share only with the
+	// four ids just below the temp window, checked below).
+	edges := []segment.ID{0, 1, 2, 3, 1<<63 - 1, 1 << 63, 1<<63 + 1, 1<<64 - 1<<32 - 4, maxPlain - 1, maxPlain, maxPlain + 1, math.MaxUint64}
 	seen := make(map[uint64]segment.ID)
 	for _, id := range edges {
 		ino, folded := segmentIno(id)
 		if what, ok := reserved[ino]; ok {
 			t.Errorf("id %d: ino %d is reserved (%s)", id, ino, what)
 		}
-		if ino >= tempBase {
-			t.Errorf("id %d: ino %d in the temp or automatic window", id, ino)
-		}
 		if other, dup := seen[ino]; dup {
 			t.Errorf("ids %d and %d share ino %d", id, other, ino)
 		}
 		seen[ino] = id
-		if folded != (uint64(id) >= foldStart) {
+		if folded != (uint64(id) > maxPlain) {
 			t.Errorf("id %d: folded=%v", id, folded)
 		}
 		if ino2, _ := segmentIno(id); ino2 != ino {
@@ -43,8 +40,8 @@ func TestSegmentIno(t *testing.T) {
 		id  segment.ID
 		ino uint64
 	}{
-		{0, 3}, {1, 4}, {1<<63 - 1, 1<<63 + 2}, {1 << 63, 1<<63 + 3},
-		{foldStart - 1, tempBase - 1}, {foldStart, 1<<63 + 3}, {math.MaxUint64, 1<<63 + 3 + (1<<32 + 3)},
+		{0, 3}, {1, 4}, {1<<63 - 1, 1<<63 + 2}, {1 << 63, 1<<63 + 3}, {1<<64 - 1<<32 - 4, 1<<64 - 1<<32 - 1},
+		{maxPlain, math.MaxUint64 - 1}, {maxPlain + 1, tempBase}, {math.MaxUint64, tempBase + 3},
 	} {
 		if ino, _ := segmentIno(tc.id); ino != tc.ino {
 			t.Errorf("segmentIno(%d) = %d, want %d", tc.id, ino, tc.ino)
@@ -52,21 +49,23 @@ func TestSegmentIno(t *testing.T) {
 	}
 	// A folded id shares its number with an unfolded one, but never its
 	// go-fuse identity.
-	a, b := segmentStableAttr(1<<63, 0), segmentStableAttr(foldStart, 0)
+	a, b := segmentStableAttr(tempBase-inoOffset, 0), segmentStableAttr(maxPlain+1, 0)
 	if a.Ino != b.Ino || a == b {
 		t.Errorf("folded identities: %+v %+v", a, b)
 	}
 	if a, b := segmentStableAttr(5, 0), segmentStableAttr(5, 1); a == b {
 		t.Errorf("displacement generation ignored")
 	}
-	// Temp numbers stay in their window, clear of the automatic one.
+	// Temp numbers stay in their window, past the folded ids, and their
+	// identities differ from a segment's with the same number.
 	for _, n := range []uint64{0, 1, tempWindow - 1, tempWindow, math.MaxUint64} {
-		if ino := tempIno(n); ino < tempBase || ino >= autoBase {
-			t.Errorf("tempIno(%d) = %d outside [%d, %d)", n, ino, uint64(tempBase), uint64(autoBase))
+		ino := tempIno(n)
+		if ino < tempBase+foldCount || ino >= math.MaxUint64 {
+			t.Errorf("tempIno(%d) = %d outside [%d, %d)", n, ino, uint64(tempBase+foldCount), uint64(math.MaxUint64))
 		}
-	}
-	if autoBase+autoWindow != math.MaxUint64 {
-		t.Errorf("automatic window ends at %d", uint64(autoBase+autoWindow))
+		if tempStableAttr(ino) == segmentStableAttr(segment.ID(ino-inoOffset), 0) {
+			t.Errorf("temp %d and segment %d have one identity", ino, ino-inoOffset)
+		}
 	}
 }
 

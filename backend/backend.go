@@ -67,6 +67,12 @@ type PutOptions struct {
 	// the backend verifies what it stored against them and fails with
 	// segment.ErrChecksum on a mismatch (nothing is left stored).
 	Sums *segment.Checksums
+	// Compression is the representation r's bytes are in when a wrapper
+	// encoded them, as Stat will report it ("gzip-blocks", "zstd-blocks");
+	// empty for the segment's own bytes. Backends that store whatever they
+	// are given ignore it; the S3 backend needs it to describe the segment
+	// to Scribe Ledger nodes (backend/s3, sidecar.go).
+	Compression string
 }
 
 // GetOptions qualify a Get.

@@ -89,7 +89,7 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 	}
 	done := make(chan result, 1)
 	go func() {
-		info, err := b.Backend.Put(ctx, id, pr, backend.PutOptions{Size: -1, ModTime: opts.ModTime})
+		info, err := b.Backend.Put(ctx, id, pr, backend.PutOptions{Size: -1, ModTime: opts.ModTime, Compression: b.compression()})
 		pr.CloseWithError(errInnerDone)
 		done <- result{info, err}
 	}()
@@ -121,6 +121,14 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 		b.layouts.Add(versionKey{id, info.Version}, l)
 	}
 	return info, nil
+}
+
+// compression is what Stat will report for the objects Put writes.
+func (b *Backend) compression() string {
+	if b.cfg.Mode == Gzip {
+		return CompressionGzip
+	}
+	return CompressionZstd
 }
 
 // job is one block being compressed.

@@ -152,8 +152,10 @@ func Summarize(r io.Reader) (*Summary, error) {
 		d.fail("size field %d, but keys and values add up to %d", s.Size, sum)
 	}
 	if d.err == nil {
-		if n, _ := io.ReadFull(d.r, lenBuf[:1]); n > 0 {
+		if n, err := io.ReadFull(d.r, lenBuf[:1]); n > 0 {
 			d.fail("trailing bytes after the size field")
+		} else if err != io.EOF {
+			d.err = err // the source's own check at its end (gzip's CRC)
 		}
 	}
 	if d.err != nil {

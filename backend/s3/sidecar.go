@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -181,4 +182,45 @@ func (b *Backend) syncSidecar(ctx context.Context, id segment.ID, sum *ledger.Su
 			op, b.sidecarKey(id), b.scrub(f.detail)),
 		kinds: []error{backend.ErrUnavailable},
 	}
+}
+
+var _ backend.MerkleRoots = (*Backend)(nil)
+
+// MerkleRoot returns the merkle_root of id's sidecar: nil when there is no
+// sidecar or it carries none, an error naming the sidecar when it is not
+// JSON or the root is not 32 byte values (segment.ErrChecksum: the record
+// that should vouch for the bytes is damaged).
+func (b *Backend) MerkleRoot(ctx context.Context, id segment.ID) ([]byte, error) {
+	op := segOp("read sidecar of", id)
+	out, err := b.client.GetObject(ctx, &s3api.GetObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.sidecarKey(id))})
+	if err != nil {
+		err = b.fail(op, err)
+		if errors.Is(err, backend.ErrNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	defer out.Body.Close()
+	var sc struct {
+		MerkleRoot json.RawMessage `json:"merkle_root"`
+	}
+	bad := func(why string) error {
+		return &edgeError{msg: fmt.Sprintf("s3 %s: %s %s", op, b.sidecarKey(id), why), kinds: []error{segment.ErrChecksum}}
+	}
+	if err := json.NewDecoder(io.LimitReader(out.Body, 1<<20)).Decode(&sc); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &se) || errors.As(err, &te) || err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, bad("is not valid JSON")
+		}
+		return nil, b.fail(op, err)
+	}
+	if len(sc.MerkleRoot) == 0 || string(sc.MerkleRoot) == "null" {
+		return nil, nil
+	}
+	root, err := ledger.ParseRoot(sc.MerkleRoot)
+	if err != nil {
+		return nil, bad(err.Error())
+	}
+	return root[:], nil
 }

@@ -240,3 +240,50 @@ func Encode(s *Segment) []byte {
 	}
 	return binary.LittleEndian.AppendUint64(out, size)
 }
+
+// RootCheck summarizes, in a goroutine, the bytes written to it, so a
+// reader can be checked as it streams (io.TeeReader). Writes never fail.
+type RootCheck struct {
+	pw   *io.PipeWriter
+	done chan struct{}
+	sum  *Summary
+	err  error
+}
+
+// NewRootCheck starts a RootCheck; call Close exactly once.
+func NewRootCheck() *RootCheck {
+	pr, pw := io.Pipe()
+	c := &RootCheck{pw: pw, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		c.sum, c.err = Summarize(pr)
+		io.Copy(io.Discard, pr) // a failed summary still takes every write
+	}()
+	return c
+}
+
+func (c *RootCheck) Write(p []byte) (int, error) {
+	c.pw.Write(p)
+	return len(p), nil
+}
+
+// Close ends the input and returns the summary of all that was written.
+func (c *RootCheck) Close() (*Summary, error) {
+	c.pw.Close()
+	<-c.done
+	return c.sum, c.err
+}
+
+// Mismatch says how a segment's bytes disagree with the Merkle root
+// recorded for them; err is nil when they agree.
+func Mismatch(id uint64, want []byte, s *Summary, serr error) error {
+	switch {
+	case serr != nil:
+		return fmt.Errorf("segment %d: the bytes are not a Scribe Ledger segment (%v), sidecar says merkle root %x", id, serr, want)
+	case s.Root == nil:
+		return fmt.Errorf("segment %d: no entries, so no merkle root, sidecar says %x", id, want)
+	case !bytes.Equal(s.Root[:], want):
+		return fmt.Errorf("segment %d: merkle root %x, sidecar says %x", id, s.Root[:], want)
+	}
+	return nil
+}

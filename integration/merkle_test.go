@@ -68,6 +68,15 @@ func TestVerifyMerkleRoot(t *testing.T) {
 			body, _ := json.Marshal(m)
 			e.putRaw(t, key, body)
 
+			st5, st6 := e.mustRun(nil, "stat", "5"), e.mustRun(nil, "stat", "6")
+			t.Logf("stat 6 after altering its merkle_root:\n%s", st6)
+			if !regexp.MustCompile(`merkle_root: [0-9a-f]{64}\nmerkle_checked: yes, the bytes have this root\n`).MatchString(st5) ||
+				!strings.Contains(st6, "merkle_root: "+altered+"\nmerkle_checked: yes, MISMATCH: segment 6: merkle root ") {
+				t.Fatalf("stat 5:\n%s\nstat 6:\n%s", st5, st6)
+			}
+			if st7 := e.mustRun(nil, "stat", "7"); strings.Contains(st7, "merkle") {
+				t.Fatalf("stat of a segment whose sidecar has no root:\n%s", st7)
+			}
 			r := e.run(nil, "verify")
 			t.Logf("verify after altering segment 6's merkle_root (exit %d):\n%s", r.code, r.stdout)
 			re := regexp.MustCompile(`problem: segment 6 \(cold\): merkle: segment 6: merkle root [0-9a-f]{64}, sidecar says ` + altered + `\n`)

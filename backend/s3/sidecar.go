@@ -224,3 +224,20 @@ func (b *Backend) MerkleRoot(ctx context.Context, id segment.ID) ([]byte, error)
 	}
 	return root[:], nil
 }
+
+// HasSidecars reports whether the first page of the listing under the
+// prefix (up to 1000 keys) holds a Scribe Ledger sidecar: a sign that nodes
+// share the bucket. A sidecar sorts right after its segment, so a bucket
+// whose first segments have sidecars shows one on that page.
+func (b *Backend) HasSidecars(ctx context.Context) (bool, error) {
+	out, err := b.client.ListObjectsV2(ctx, &s3api.ListObjectsV2Input{Bucket: &b.cfg.Bucket, Prefix: aws.String(b.keyPrefix)})
+	if err != nil {
+		return false, b.fail("list", err)
+	}
+	for _, obj := range out.Contents {
+		if _, ok := b.parseSidecarKey(aws.ToString(obj.Key)); ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}

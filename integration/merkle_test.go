@@ -87,3 +87,25 @@ func TestVerifyMerkleRoot(t *testing.T) {
 		})
 	}
 }
+
+// TestZstdSharedBucketWarns: a zstd mount on a bucket that holds Scribe
+// Ledger sidecars logs once that nodes cannot read what it archives; on a
+// bucket without them, and with gzip, it does not.
+func TestZstdSharedBucketWarns(t *testing.T) {
+	const warning = "nodes cannot read zstd segments"
+	for _, tc := range []struct {
+		setting string
+		shared  bool
+		want    int
+	}{{"zstd", true, 1}, {"zstd", false, 0}, {"gzip", true, 0}} {
+		e := newEnv(t, "archive_after_secs = 86400\ncheck_interval_secs = 3600\ncompression = \""+tc.setting+"\"\n")
+		if tc.shared {
+			e.uploadFixtures(t)
+		}
+		m := e.mount()
+		m.unmount()
+		if got := strings.Count(m.logs.String(), warning); got != tc.want {
+			t.Errorf("compression %s, bucket with sidecars %v: warning logged %d times, want %d:\n%s", tc.setting, tc.shared, got, tc.want, m.logs.String())
+		}
+	}
+}

@@ -109,3 +109,53 @@ func TestZstdSharedBucketWarns(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyMerkleOnRead: with [tiering] verify_merkle = true, a whole read
+// of a cold segment through the mount checks the Merkle root its sidecar
+// records: EIO and a log line naming the segment on a mismatch; a good
+// segment and a read of part of the damaged one still work, and without
+// the setting nothing is checked.
+func TestVerifyMerkleOnRead(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprint("verify_merkle=", on), func(t *testing.T) {
+			e := newEnv(t, fmt.Sprintf("archive_after_secs = 86400\ncheck_interval_secs = 3600\ncompression = \"gzip\"\nverify_merkle = %v\n", on))
+			for _, id := range []uint64{5, 6} {
+				path := filepath.Join(e.dir, fmt.Sprint(id))
+				mustWriteFile(t, path, nodeSegment(id, 1, 30, 100000)) // 3 MiB: several blocks
+				e.mustRun(nil, "put", fmt.Sprint(id), path)
+			}
+			e.mustRun(nil, "archive", "--all")
+			e.alterRoot(t, 6)
+			m := e.mount()
+			if out, err := shErr(m.Segs(), "cat 5 | wc -c"); err != nil || strings.TrimSpace(out) != fmt.Sprint(30*(100000+7+16)+32) {
+				t.Fatalf("cat of a good segment: %q, %v", out, err)
+			}
+			if _, err := shErr(m.Segs(), "dd if=6 bs=4096 skip=100 count=2 status=none > /dev/null"); err != nil {
+				t.Fatalf("partial read of segment 6: %v", err)
+			}
+			out, err := shErr(m.Segs(), "cat 6 > /dev/null")
+			if on {
+				if err == nil || !strings.Contains(out, "Input/output error") {
+					t.Fatalf("cat of a segment whose merkle root mismatches: %q, %v; want EIO", out, err)
+				}
+				m.unmount()
+				logs := m.logs.String()
+				if !strings.Contains(logs, "merkle root mismatch") || !strings.Contains(logs, "segment=6") {
+					t.Fatalf("no log line naming segment 6:\n%s", logs)
+				}
+				t.Logf("cat 6: %s; log: %s", strings.TrimSpace(out), grepLine(logs, "merkle root mismatch"))
+			} else if err != nil {
+				t.Fatalf("without verify_merkle, cat 6: %q, %v", out, err)
+			}
+		})
+	}
+}
+
+func grepLine(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
+}

@@ -102,6 +102,7 @@ func assemble(ctx context.Context, cfg *config.Config, readOnly, mounted bool, l
 		}
 		tcfg.Refresh = sc.Refresh
 		tcfg.WriteThrough = cfg.Tiering.ArchiveAfter == 0
+		tcfg.VerifyMerkle = cfg.Tiering.VerifyMerkle
 		tcfg.Health = a.s3.Health
 	}
 	a.store, err = tier.New(hot, hot.Index(), cold, cache.New(cfg.Cache.MaxBytes), tcfg)

@@ -126,3 +126,26 @@ func TestSidecarJSON(t *testing.T) {
 		t.Fatalf("a segment without entries has no merkle_root: %s", noRoot)
 	}
 }
+
+// TestSummarizeMemoryBound: a segment of many empty entries, or of one huge
+// key, is refused once summarizing it would hold more than
+// MaxSummaryMemory, rather than growing without bound.
+func TestSummarizeMemoryBound(t *testing.T) {
+	old := MaxSummaryMemory
+	MaxSummaryMemory = 1 << 20
+	defer func() { MaxSummaryMemory = old }()
+	many := &Segment{ID: 1}
+	for range 1<<20/summaryEntryCost + 1 {
+		many.Entries = append(many.Entries, Entry{Key: []byte{}, Value: []byte{}})
+	}
+	bigKey := &Segment{ID: 2, Entries: []Entry{{Key: make([]byte, 1<<20+1)}}}
+	for _, s := range []*Segment{many, bigKey} {
+		if _, err := Summarize(bytes.NewReader(Encode(s))); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "to summarize") {
+			t.Errorf("segment %d: %v, want the memory bound", s.ID, err)
+		}
+	}
+	many.Entries = many.Entries[:100]
+	if _, err := Summarize(bytes.NewReader(Encode(many))); err == nil || !strings.Contains(err.Error(), "occurs more than once") {
+		t.Errorf("100 empty keys: %v", err)
+	}
+}

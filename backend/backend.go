@@ -67,6 +67,12 @@ type PutOptions struct {
 	// the backend verifies what it stored against them and fails with
 	// segment.ErrChecksum on a mismatch (nothing is left stored).
 	Sums *segment.Checksums
+	// Compression is the representation r's bytes are in when a wrapper
+	// encoded them, as Stat will report it ("gzip-blocks", "zstd-blocks");
+	// empty for the segment's own bytes. Backends that store whatever they
+	// are given ignore it; the S3 backend needs it to describe the segment
+	// to Scribe Ledger nodes (backend/s3, sidecar.go).
+	Compression string
 }
 
 // GetOptions qualify a Get.
@@ -128,4 +134,31 @@ func Fill(r io.Reader, buf []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// MerkleRoots is implemented by a backend that keeps, beside some segments,
+// a Merkle root of their content that another program recorded (the S3
+// backend: the merkle_root of a Scribe Ledger sidecar). Wrappers do not
+// implement it; find it with AsMerkleRoots.
+type MerkleRoots interface {
+	// MerkleRoot returns the root recorded for segment id, or nil when
+	// none is; an error when the record exists but cannot be read or is
+	// malformed.
+	MerkleRoot(ctx context.Context, id segment.ID) ([]byte, error)
+}
+
+// AsMerkleRoots returns the MerkleRoots that b is or wraps (through Unwrap
+// methods), and false when there is none.
+func AsMerkleRoots(b Backend) (MerkleRoots, bool) {
+	for b != nil {
+		if m, ok := b.(MerkleRoots); ok {
+			return m, true
+		}
+		u, ok := b.(interface{ Unwrap() Backend })
+		if !ok {
+			return nil, false
+		}
+		b = u.Unwrap()
+	}
+	return nil, false
 }

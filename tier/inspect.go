@@ -7,6 +7,7 @@ import (
 
 	"github.com/scribefs/scribefs/backend"
 	"github.com/scribefs/scribefs/segment"
+	"github.com/scribefs/scribefs/segment/ledger"
 )
 
 // This file gives operators' tools (metrics, status, verify) a read-only
@@ -95,13 +96,41 @@ func (s *Store) VerifyCold(ctx context.Context, info segment.Info) (int64, error
 		}
 		info.Size, info.Compression = full.Size, full.Compression
 	}
+	var want []byte
+	if mr, ok := backend.AsMerkleRoots(s.cold); ok {
+		var err error
+		if want, err = mr.MerkleRoot(ctx, info.ID); err != nil {
+			return 0, err
+		}
+	}
 	r, err := s.cold.Get(ctx, info.ID, backend.GetOptions{Length: -1, Version: info.Version, Compression: info.Compression})
 	if err != nil {
 		return 0, err
 	}
 	defer r.Close()
-	return verifyStream(ctx, info, r)
+	if want == nil {
+		return verifyStream(ctx, info, r)
+	}
+	// A Merkle root recorded beside the segment (a Scribe Ledger
+	// sidecar's) is checked against the bytes as they stream.
+	check := ledger.NewRootCheck()
+	n, err := verifyStream(ctx, info, io.TeeReader(r, check))
+	sum, serr := check.Close()
+	if err != nil {
+		return n, err
+	}
+	if err := ledger.Mismatch(uint64(info.ID), want, sum, serr); err != nil {
+		return n, &MerkleError{msg: err.Error()}
+	}
+	return n, nil
 }
+
+// MerkleError is returned (wrapped) when a segment's bytes do not have the
+// Merkle root recorded beside them. It is a segment.ErrChecksum.
+type MerkleError struct{ msg string }
+
+func (e *MerkleError) Error() string        { return e.msg }
+func (e *MerkleError) Is(target error) bool { return target == segment.ErrChecksum }
 
 // verifyStream reads r block by block and checks each block, the whole-sum
 // and the length against info.

@@ -22,6 +22,9 @@ type Reader struct {
 	maxEnd    int64 // the furthest offset read so far in the current run
 	window    int64 // current readahead, grows while reads stay sequential
 	fetchedTo int64 // how far prefetches have been issued
+	broken    bool  // a read left the run that began at offset 0
+
+	merkle *merkleCheck // nil unless Config.VerifyMerkle and a root is recorded
 }
 
 // Open pins the current version of a segment for reading.
@@ -49,7 +52,7 @@ func (s *Store) Open(ctx context.Context, id segment.ID) (*Reader, error) {
 		}
 	}
 	s.fetch.followOpen(ctx, id)
-	return &Reader{f: s.fetch, info: info}, nil
+	return &Reader{f: s.fetch, info: info, merkle: s.merkleOf(ctx, info)}, nil
 }
 
 // Info describes the pinned version.
@@ -79,6 +82,16 @@ func (r *Reader) readCold(p []byte, off int64) (int, error) {
 	size := r.info.Size
 	want := min(int64(len(p)), size-off)
 	r.readAhead(off, want)
+	if off+want == size && r.merkle != nil {
+		r.mu.Lock()
+		whole := !r.broken
+		r.mu.Unlock()
+		if whole {
+			if err := r.merkle.check(ctx, r.f, r.info); err != nil {
+				return 0, err
+			}
+		}
+	}
 	n := 0
 	for int64(n) < want {
 		pos := off + int64(n)
@@ -109,7 +122,11 @@ func (r *Reader) readAhead(off, n int64) {
 	const slack = 4 * segment.BlockSize
 	r.mu.Lock()
 	end := off + n
+	if off == 0 {
+		r.broken = false
+	}
 	if off > r.maxEnd+slack || end < r.maxEnd-r.window-slack {
+		r.broken = r.broken || off != 0
 		r.window, r.maxEnd, r.fetchedTo = 0, end, end
 		r.mu.Unlock()
 		return

@@ -64,6 +64,11 @@ type Config struct {
 	// Health checks the cold tier with one attempt; nil when there is none.
 	Health func(ctx context.Context) error
 	Logger *slog.Logger
+	// VerifyMerkle: a Reader of a cold segment whose cold tier records a
+	// Merkle root for it (backend.MerkleRoots: a Scribe Ledger sidecar)
+	// checks the root when it is read whole from the start, and fails the
+	// read of its last bytes with a MerkleError on a mismatch.
+	VerifyMerkle bool
 }
 
 func (c *Config) setDefaults(hot Hot) {

@@ -43,6 +43,10 @@ const (
 	ProblemDrift = "drift"
 	// ProblemUnreadable: reading the segment failed for another reason.
 	ProblemUnreadable = "unreadable"
+	// ProblemMerkle: the segment's bytes do not have the Merkle root its
+	// Scribe Ledger sidecar records (they may match their own checksums:
+	// the bytes or the sidecar were changed since the root was computed).
+	ProblemMerkle = "merkle"
 )
 
 // Problem is one thing Verify found wrong.
@@ -73,7 +77,8 @@ type VerifyProgress func(done, total int, bytes int64)
 
 // Verify checks every hot segment's bytes against its block checksums,
 // compares the index of the cold tier with a listing of the bucket, and
-// reads every cold object back against its recorded checksums.
+// reads every cold object back against its recorded checksums and, when a
+// Scribe Ledger sidecar records one, its Merkle root.
 func (s *Store) Verify(ctx context.Context, opts VerifyOptions, progress VerifyProgress) (VerifyReport, error) {
 	if opts.Parallel < 0 || opts.Parallel > MaxVerifyParallel {
 		return VerifyReport{}, fmt.Errorf("verify: %w: parallel %d: want 1 to %d", backend.ErrInvalid, opts.Parallel, MaxVerifyParallel)
@@ -164,6 +169,8 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions, progress VerifyP
 				case errors.Is(err, backend.ErrNotFound), errors.Is(err, backend.ErrStale):
 					// Deleted, archived or overwritten while we looked:
 					// not a fault of the store.
+				case errors.As(err, new(*MerkleError)):
+					report(Problem{ProblemMerkle, j.info.ID, where, err.Error()})
 				case errors.Is(err, segment.ErrChecksum):
 					report(Problem{ProblemChecksum, j.info.ID, where, err.Error()})
 				case ctx.Err() != nil:

@@ -2,10 +2,12 @@ package compress
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"sync"
 
@@ -26,7 +28,7 @@ type Backend struct {
 	// layouts maps a version of a segment to its parsed index, or to nil
 	// for a version known to be plain.
 	layouts *lru.Cache[versionKey, *layout]
-	gzw     sync.Pool // *gzip.Writer
+	flw     sync.Pool // *flate.Writer
 	blocks  sync.Pool // *[]byte of segment.BlockSize
 }
 
@@ -89,7 +91,7 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 	}
 	done := make(chan result, 1)
 	go func() {
-		info, err := b.Backend.Put(ctx, id, pr, backend.PutOptions{Size: -1, ModTime: opts.ModTime})
+		info, err := b.Backend.Put(ctx, id, pr, backend.PutOptions{Size: -1, ModTime: opts.ModTime, Compression: b.compression()})
 		pr.CloseWithError(errInnerDone)
 		done <- result{info, err}
 	}()
@@ -123,6 +125,14 @@ func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts back
 	return info, nil
 }
 
+// compression is what Stat will report for the objects Put writes.
+func (b *Backend) compression() string {
+	if b.cfg.Mode == Gzip {
+		return CompressionGzip
+	}
+	return CompressionZstd
+}
+
 // job is one block being compressed.
 type job struct {
 	raw  *[]byte
@@ -142,6 +152,7 @@ func (b *Backend) writeObject(id segment.ID, r io.Reader, w io.Writer, opts back
 	}
 	var (
 		sum     segment.Summer
+		ieee    uint32 // gzip's CRC32 of the original bytes
 		lens    []int64
 		written int64
 		queue   []*job
@@ -153,6 +164,12 @@ func (b *Backend) writeObject(id segment.ID, r io.Reader, w io.Writer, opts back
 			b.blocks.Put(j.raw)
 		}
 	}()
+	if codec == codecGzip {
+		if _, err := w.Write(singleHeader); err != nil {
+			return nil, &pipeError{err}
+		}
+		written = int64(len(singleHeader))
+	}
 	flushOne := func() error {
 		j := queue[0]
 		queue = queue[1:]
@@ -189,6 +206,9 @@ func (b *Backend) writeObject(id segment.ID, r io.Reader, w io.Writer, opts back
 			continue
 		}
 		sum.Write((*raw)[:n])
+		if codec == codecGzip {
+			ieee = crc32.Update(ieee, crc32.IEEETable, (*raw)[:n])
+		}
 		if opts.Size >= 0 && sum.Size() > opts.Size {
 			b.blocks.Put(raw)
 			return nil, fmt.Errorf("put segment %d: source longer than the declared %d bytes: %w", id, opts.Size, backend.ErrInvalid)
@@ -208,35 +228,47 @@ func (b *Backend) writeObject(id segment.ID, r io.Reader, w io.Writer, opts back
 	if opts.Sums != nil && (opts.Sums.Whole != sums.Whole || len(opts.Sums.Blocks) > 0 && !opts.Sums.Equal(sums)) {
 		return nil, fmt.Errorf("put segment %d: bytes are %s, caller computed %s: %w", id, sums, opts.Sums, segment.ErrChecksum)
 	}
-	if _, err := w.Write(trailer(codec, written, size, sums.Whole, lens, sums.Blocks)); err != nil {
+	tr := trailer(codec, written, size, sums.Whole, lens, sums.Blocks)
+	if codec == codecGzip {
+		tr = trailerSingle(written, size, sums.Whole, ieee, lens, sums.Blocks)
+	}
+	if _, err := w.Write(tr); err != nil {
 		return nil, &pipeError{err}
 	}
 	l := &layout{codec: codec, size: size, blockSize: segment.BlockSize, whole: sums.Whole,
-		offs: make([]int64, len(lens)+1), crcs: sums.Blocks}
+		offs: make([]int64, len(lens)+1), crcs: sums.Blocks, single: codec == codecGzip}
+	if l.single {
+		l.offs[0] = int64(len(singleHeader))
+	}
 	for i, n := range lens {
 		l.offs[i+1] = l.offs[i] + n
 	}
 	return l, nil
 }
 
-// encode compresses one block into a frame of its own.
+// encode compresses one block into a frame of its own. A gzip frame is
+// the deflate of the block by a fresh compressor (level 6, as upstream's
+// GzEncoder), ended by a sync flush: no back-reference reaches before the
+// block and the frame ends byte-aligned, which is a full flush of the one
+// deflate stream the frames make together, so decoding can start at any
+// frame.
 func (b *Backend) encode(codec byte, data []byte) ([]byte, error) {
 	if codec == codecZstd {
 		return b.enc.EncodeAll(data, make([]byte, 0, len(data)/2)), nil
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(data) / 2)
-	zw, _ := b.gzw.Get().(*gzip.Writer)
-	if zw == nil {
-		zw = gzip.NewWriter(&buf)
+	fw, _ := b.flw.Get().(*flate.Writer)
+	if fw == nil {
+		fw, _ = flate.NewWriter(&buf, flate.DefaultCompression)
 	} else {
-		zw.Reset(&buf)
+		fw.Reset(&buf)
 	}
-	defer b.gzw.Put(zw)
-	if _, err := zw.Write(data); err != nil {
+	defer b.flw.Put(fw)
+	if _, err := fw.Write(data); err != nil {
 		return nil, err
 	}
-	if err := zw.Close(); err != nil {
+	if err := fw.Flush(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
@@ -249,6 +281,11 @@ func (b *Backend) decode(l *layout, i int64, frame, dst []byte) ([]byte, error) 
 	var err error
 	if l.codec == codecZstd {
 		out, err = b.dec.DecodeAll(frame, dst[:0])
+	} else if l.single {
+		fr := flate.NewReader(io.MultiReader(bytes.NewReader(frame), bytes.NewReader(finalBlock)))
+		buf := bytes.NewBuffer(dst[:0])
+		_, err = io.Copy(buf, io.LimitReader(fr, want+1))
+		out = buf.Bytes()
 	} else {
 		var zr *gzip.Reader
 		if zr, err = gzip.NewReader(bytes.NewReader(frame)); err == nil {

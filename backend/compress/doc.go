@@ -15,7 +15,14 @@
 // and a fixed-size footer. Everything is little-endian.
 //
 //	frames  | zstd: one zstd frame per block
-//	        | gzip: one gzip member per block
+//	        | gzip: ONE gzip member: a 10-byte header, then per block
+//	        |       the deflate of the block alone ended by a full flush
+//	        |       (no reference reaches before the block, and the frame
+//	        |       ends byte-aligned), then an empty final stored block
+//	        |       (01 00 00 ff ff), CRC32 and ISIZE of all the bytes;
+//	        |       frame i starts at 10 + the lengths before it. Objects
+//	        |       of format version 1 (one member per block, frames from
+//	        |       offset 0) stay readable.
 //	trailer | zstd: one skippable frame (magic 0x184D2A5E) whose payload is
 //	        |       index ‖ footer, so the footer is the last 52 bytes
 //	        | gzip: empty gzip members whose FEXTRA field (subfield "SF")
@@ -28,7 +35,8 @@
 //	index   per block: u32 compressed frame length, u32 CRC32C of the
 //	        original bytes of the block; frame offsets are the running sum
 //	        from 0
-//	footer  8 magic "SFZBLK01", u8 format version (1), u8 codec (1 zstd,
+//	footer  8 magic "SFZBLK01", u8 format version (1; 2 for gzip's one
+//	        member), u8 codec (1 zstd,
 //	        2 gzip), u16 zero, u32 block size, u64 original size, u32
 //	        CRC32C of all the original bytes, u32 block count, u64 offset of
 //	        the index (its first chunk member, for gzip), u32 index length
@@ -38,7 +46,9 @@
 // So a whole zstd object is a valid zstd stream (`zstd -d` decodes it; the
 // skippable frame is ignored) and a whole gzip object is a valid multi-member
 // gzip stream (`gunzip` decodes it without a warning: the trailer members are
-// empty). The format describes itself: any host reads it without a local
+// empty) whose first member holds the whole segment: a decoder that reads
+// one member and stops (Scribe Ledger nodes' flate2 GzDecoder) gets all of
+// it and never looks at the index, which rides in the members after it. The format describes itself: any host reads it without a local
 // index.
 //
 // # Costs

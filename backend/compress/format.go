@@ -14,6 +14,10 @@ import (
 const (
 	footerLen     = 52
 	formatVersion = 1
+	// formatSingle is the version of a gzip object whose frames are one
+	// gzip member (see doc.go); version 1 gzip objects have a member per
+	// block and stay readable.
+	formatSingle = 2
 
 	codecZstd = 1
 	codecGzip = 2
@@ -41,7 +45,15 @@ const (
 var (
 	footerMagic = []byte("SFZBLK01")
 	gzipHeader  = []byte{0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff}
-	gzipEnd     = []byte{3, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	// singleHeader opens the one data member of a formatSingle object: no
+	// flags, mtime 0, OS unknown, as flate2's GzEncoder writes it.
+	singleHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}
+	// finalBlock is an empty final stored deflate block. After a full
+	// flush the stream is byte-aligned, so it ends the member's deflate
+	// stream, and appended to one frame it makes that frame a complete
+	// deflate stream on its own.
+	finalBlock = []byte{1, 0, 0, 0xff, 0xff}
+	gzipEnd    = []byte{3, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 )
 
 // errFormat is returned (wrapped) by the parsers for bytes that carry the
@@ -50,6 +62,7 @@ var errFormat = errors.New("bad compressed-object trailer")
 
 // footer is the fixed-size record at the end of an object.
 type footer struct {
+	version   byte // formatVersion, or formatSingle for gzip; 0 means formatVersion
 	codec     byte
 	blockSize int64
 	size      int64
@@ -64,6 +77,9 @@ func (f footer) marshal() []byte {
 	b := make([]byte, footerLen)
 	copy(b, footerMagic)
 	b[8] = formatVersion
+	if f.version != 0 {
+		b[8] = f.version
+	}
 	b[9] = f.codec
 	binary.LittleEndian.PutUint32(b[12:], uint32(f.blockSize))
 	binary.LittleEndian.PutUint64(b[16:], uint64(f.size))
@@ -86,10 +102,11 @@ func parseFooter(b []byte) (f footer, ok bool, err error) {
 	if got, want := segment.CRC32C(b[:48]), binary.LittleEndian.Uint32(b[48:]); got != want {
 		return footer{}, true, fmt.Errorf("%w: footer crc32c %08x, recorded %08x", errFormat, got, want)
 	}
-	if b[8] != formatVersion {
+	if b[8] != formatVersion && (b[8] != formatSingle || b[9] != codecGzip) {
 		return footer{}, true, fmt.Errorf("%w: format version %d", errFormat, b[8])
 	}
 	f = footer{
+		version:   b[8],
 		codec:     b[9],
 		blockSize: int64(binary.LittleEndian.Uint32(b[12:])),
 		size:      int64(binary.LittleEndian.Uint64(b[16:])),
@@ -160,6 +177,7 @@ func (f footer) indexRegion(stored int64) (off, end int64, err error) {
 // layout is a parsed index: where each block's frame lies and its checksum.
 type layout struct {
 	codec     byte
+	single    bool  // gzip frames are parts of one member (formatSingle)
 	size      int64 // original bytes
 	blockSize int64
 	whole     uint32
@@ -184,7 +202,10 @@ func parseIndex(f footer, region []byte) (*layout, error) {
 		return nil, fmt.Errorf("%w: index crc32c %08x, recorded %08x", errFormat, got, f.indexCRC)
 	}
 	l := &layout{codec: f.codec, size: f.size, blockSize: f.blockSize, whole: f.whole,
-		offs: make([]int64, f.blocks+1), crcs: make([]uint32, f.blocks)}
+		offs: make([]int64, f.blocks+1), crcs: make([]uint32, f.blocks), single: f.version == formatSingle}
+	if l.single {
+		l.offs[0] = int64(len(singleHeader))
+	}
 	for i := range f.blocks {
 		n := int64(binary.LittleEndian.Uint32(payload[8*i:]))
 		if n == 0 || n > maxFrameLen {
@@ -193,8 +214,8 @@ func parseIndex(f footer, region []byte) (*layout, error) {
 		l.offs[i+1] = l.offs[i] + n
 		l.crcs[i] = binary.LittleEndian.Uint32(payload[8*i+4:])
 	}
-	if end := l.offs[f.blocks]; end > f.indexOff {
-		return nil, fmt.Errorf("%w: frames end at %d, past the index at %d", errFormat, end, f.indexOff)
+	if end := l.offs[f.blocks]; end > f.indexOff || l.single && end+singleClose != f.indexOff {
+		return nil, fmt.Errorf("%w: frames end at %d, index at %d", errFormat, end, f.indexOff)
 	}
 	return l, nil
 }
@@ -238,6 +259,27 @@ func trailer(codec byte, framesEnd, size int64, whole uint32, lens []int64, crcs
 		idx = idx[n:]
 	}
 	return appendGzipMember(out, f.marshal())
+}
+
+// singleClose is what ends the data member of a formatSingle object after
+// its frames: finalBlock, then gzip's CRC32 and ISIZE.
+const singleClose = 5 + 8
+
+// trailerSingle is trailer for a formatSingle gzip object: it first closes
+// the data member (finalBlock, the IEEE CRC32 ieee and the length of all
+// the original bytes), then the index members and the footer member follow
+// as in version 1. framesEnd counts the member's header.
+func trailerSingle(framesEnd, size int64, whole, ieee uint32, lens []int64, crcs []uint32) []byte {
+	out := append([]byte(nil), finalBlock...)
+	out = binary.LittleEndian.AppendUint32(out, ieee)
+	out = binary.LittleEndian.AppendUint32(out, uint32(size))
+	t := trailer(codecGzip, framesEnd+singleClose, size, whole, lens, crcs)
+	// Mark the footer (the last member's payload) as formatSingle and
+	// reseal its CRC.
+	fb := t[len(t)-len(gzipEnd)-footerLen : len(t)-len(gzipEnd)]
+	fb[8] = formatSingle
+	binary.LittleEndian.PutUint32(fb[48:], segment.CRC32C(fb[:48]))
+	return append(out, t...)
 }
 
 // appendGzipMember appends an empty gzip member whose FEXTRA carries data in

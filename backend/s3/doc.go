@@ -21,6 +21,16 @@
 // companions of other versions and a stale sidecar, after the object.
 // Version is the ETag.
 //
+// # Scribe Ledger sidecars
+//
+// Nodes read a segment only through its segment-<hex>.meta.json sidecar
+// (ledger.go reads them). Put summarizes the bytes as they stream
+// (sidecar.go) and, after the .bin, writes the sidecar a node would for them
+// (plain bytes, or the compress wrapper's gzip-blocks objects, whose frames
+// are one gzip member: PutOptions.Compression says which) or removes an old
+// one when they are no segment a node reads; Delete removes the .bin, then
+// the sidecar. MerkleRoot reads a sidecar's merkle_root for verify.
+//
 // # Integrity
 //
 // Every PutObject and UploadPart carries the CRC32C of its body, which the

@@ -23,9 +23,11 @@ import (
 // sidecar segment-<hex>.meta.json beside it. When the sidecar says
 // is_compressed, the .bin is one gzip stream of the segment's bytes. A .bin
 // without a sidecar is plain. Objects scribefs writes carry scribefs-*
-// metadata and are always plain; for them a sidecar is ignored (it can only
-// be left over from an older version), and Put and Delete remove it so the
-// nodes sharing the bucket never pair new bytes with an old sidecar.
+// metadata, which describes them to scribefs (the compress wrapper finds its
+// own format by the object's footer); for them a sidecar is only for the
+// nodes sharing the bucket: Put writes it to match the new bytes (or
+// removes it, sidecar.go) and Delete removes it after the object, so a node
+// never pairs new bytes with an old sidecar.
 
 // sidecar is the part of a .meta.json that scribefs needs.
 type sidecar struct {
@@ -195,15 +197,6 @@ func gzipError(op string, err error) error {
 		return err
 	}
 	return &edgeError{msg: fmt.Sprintf("s3 %s: gzip object is corrupt: %v", op, err), kinds: []error{segment.ErrChecksum}}
-}
-
-// Put stores the segment (see putObject); once the object is written, a
-// Scribe Ledger sidecar that described an older version is removed with
-// the companions of other versions (dropStale). Failure to remove it is
-// harmless for scribefs (its objects carry metadata that overrides a
-// sidecar), so it is not an error of the Put.
-func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions) (segment.Info, error) {
-	return b.putObject(ctx, id, r, opts)
 }
 
 // Delete removes the segment (see deleteObject), then its sidecar and

@@ -69,22 +69,13 @@ func assemble(ctx context.Context, cfg *config.Config, readOnly, mounted bool, l
 			hot.Close()
 			return nil, err
 		}
-		a.s3, err = s3.New(ctx, s3.Config{
-			Bucket:             sc.Bucket,
-			Region:             sc.Region,
-			Endpoint:           sc.Endpoint,
-			AccessKeyID:        sc.AccessKeyID,
-			SecretAccessKey:    sc.SecretAccessKey.Reveal(),
-			PathStyle:          sc.PathStyle,
-			PoolSize:           sc.PoolSize,
-			Timeout:            sc.Timeout,
-			Prefix:             sc.Prefix,
-			InsecureSkipVerify: sc.InsecureSkipVerify,
-			ReadOnly:           readOnly,
-		})
+		a.s3, err = s3.New(ctx, s3Config(sc, readOnly))
 		if err != nil {
 			hot.Close()
 			return nil, err
+		}
+		if mounted && mode == compress.Zstd {
+			warnZstdShared(ctx, a.s3, sc.Bucket, log)
 		}
 		cold = a.s3
 		if m != nil {
@@ -111,6 +102,7 @@ func assemble(ctx context.Context, cfg *config.Config, readOnly, mounted bool, l
 		}
 		tcfg.Refresh = sc.Refresh
 		tcfg.WriteThrough = cfg.Tiering.ArchiveAfter == 0
+		tcfg.VerifyMerkle = cfg.Tiering.VerifyMerkle
 		tcfg.Health = a.s3.Health
 	}
 	a.store, err = tier.New(hot, hot.Index(), cold, cache.New(cfg.Cache.MaxBytes), tcfg)
@@ -161,4 +153,35 @@ func endpointOf(sc *config.S3) string {
 		return sc.Endpoint
 	}
 	return "AWS " + sc.Region
+}
+
+// s3Config is the S3 backend's configuration from [storage.s3].
+func s3Config(sc *config.S3, readOnly bool) s3.Config {
+	return s3.Config{
+		Bucket:             sc.Bucket,
+		Region:             sc.Region,
+		Endpoint:           sc.Endpoint,
+		AccessKeyID:        sc.AccessKeyID,
+		SecretAccessKey:    sc.SecretAccessKey.Reveal(),
+		PathStyle:          sc.PathStyle,
+		PoolSize:           sc.PoolSize,
+		Timeout:            sc.Timeout,
+		Prefix:             sc.Prefix,
+		InsecureSkipVerify: sc.InsecureSkipVerify,
+		ReadOnly:           readOnly,
+	}
+}
+
+// warnZstdShared logs, once per mount, that nodes sharing the bucket cannot
+// read what a zstd mount archives, when the bucket shows signs of them (a
+// sidecar under the prefix). A failed look is not worth failing the mount.
+func warnZstdShared(ctx context.Context, b *s3.Backend, bucket string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if shared, err := b.HasSidecars(ctx); err == nil && shared {
+		log.Warn("compression = \"zstd\" on a bucket shared with Scribe Ledger nodes (it holds segment sidecars): "+
+			"nodes cannot read zstd segments, so the segments this mount archives are invisible to them; "+
+			"use compression = \"gzip\" or \"none\" for segments nodes must read",
+			"bucket", bucket)
+	}
 }

@@ -397,6 +397,9 @@ func statCommand() *cli.Command {
 					fmt.Fprintf(w, "stored_size: %d\ncompression: %s\n", i.StoredSize, i.Compression)
 				}
 				fmt.Fprintf(w, "checked: %s\n", checkedText(i))
+				if i.Tier == segment.TierCold {
+					return statMerkle(c, api, i)
+				}
 				return nil
 			})
 		},
@@ -661,3 +664,54 @@ While a mount runs, every other command is served by it over a unix socket
 beside the hot-tier file (mode 0600). Exit status: 0 success, 1 failure
 (verify: a problem found), 2 usage error. 'scribefs COMMAND --help' describes
 each command; 'scribefs completion bash' prints shell completion.`
+
+// statMerkleMax is the largest segment whose Merkle root stat checks by
+// reading it; verify checks any size.
+const statMerkleMax = 64 << 20
+
+// statMerkle prints the Merkle root a Scribe Ledger sidecar records for the
+// cold segment i, if any, and whether the segment's bytes have it.
+func statMerkle(c *cli.Context, api control.API, i segment.Info) error {
+	cfg, err := loadConfig(c)
+	if err != nil || cfg.Storage.S3 == nil {
+		return err
+	}
+	b, err := s3.New(c.Context, s3Config(cfg.Storage.S3, true))
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	w := c.App.Writer
+	root, err := b.MerkleRoot(c.Context, i.ID)
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "merkle_root: unreadable: %v\n", err)
+		return nil
+	case root == nil:
+		return nil
+	}
+	fmt.Fprintf(w, "merkle_root: %x\n", root)
+	if i.Size > statMerkleMax {
+		fmt.Fprintf(w, "merkle_checked: no (over %s: scribefs verify checks it)\n", humanBytes(statMerkleMax))
+		return nil
+	}
+	obj, err := api.Open(c.Context, i.ID)
+	if err != nil {
+		return segErr(i.ID, err)
+	}
+	defer obj.Close()
+	sum, serr := ledger.Summarize(obj)
+	if serr != nil && !errors.Is(serr, ledger.ErrFormat) {
+		return segErr(i.ID, serr)
+	}
+	if obj.Info().Version != i.Version {
+		fmt.Fprintln(w, "merkle_checked: no (the segment changed meanwhile)")
+		return nil
+	}
+	if err := ledger.Mismatch(uint64(i.ID), root, sum, serr); err != nil {
+		fmt.Fprintf(w, "merkle_checked: yes, MISMATCH: %v\n", err)
+		return nil
+	}
+	fmt.Fprintln(w, "merkle_checked: yes, the bytes have this root")
+	return nil
+}

@@ -47,6 +47,8 @@ bucket and reports:
   orphan       S3 holds a segment object the index does not know (invisible)
   drift        the index and S3 disagree on a segment's version
   unreadable   reading failed for another reason
+  merkle       a segment's bytes lack the Merkle root its Scribe Ledger
+               sidecar records (checked for every sidecar with a merkle_root)
 
 --repair then reconciles the index with the bucket (orphans become visible,
 missing entries are dropped); damaged bytes cannot be repaired and stay

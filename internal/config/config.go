@@ -128,6 +128,10 @@ type Tiering struct {
 	// Compression of archived segments: CompressionNone (default),
 	// CompressionGzip or CompressionZstd.
 	Compression string
+	// VerifyMerkle makes a whole read of a cold segment through the mount
+	// check the Merkle root its Scribe Ledger sidecar records (EIO on a
+	// mismatch). Key verify_merkle, default false.
+	VerifyMerkle bool
 }
 
 // Compression values.
@@ -318,6 +322,7 @@ func (c *Config) Redacted() string {
 		{"archive_after_secs", secs(c.Tiering.ArchiveAfter)},
 		{"check_interval_secs", secs(c.Tiering.CheckInterval)},
 		{"compression", quote(c.Tiering.Compression)},
+		{"verify_merkle", strconv.FormatBool(c.Tiering.VerifyMerkle)},
 	})
 	return b.String()
 }

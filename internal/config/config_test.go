@@ -175,7 +175,7 @@ func TestLoadFull(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Storage, want) {
 		t.Errorf("Storage = %+v\nwant %+v", cfg.Storage, want)
 	}
-	if cfg.Cache.MaxBytes != 256<<20 || cfg.Tiering != (Tiering{time.Hour, 5 * time.Minute, "none"}) {
+	if cfg.Cache.MaxBytes != 256<<20 || cfg.Tiering != (Tiering{time.Hour, 5 * time.Minute, "none", false}) {
 		t.Errorf("Cache %+v, Tiering %+v", cfg.Cache, cfg.Tiering)
 	}
 	if got := cfg.Storage.Hot.Spool(); got != "/var/lib/scribefs/spool" {
@@ -257,6 +257,7 @@ func TestLoadRejects(t *testing.T) {
 		{"empty section", "[storage.s3]\n", "storage.s3.bucket", []string{"must name a bucket"}},
 		{"endpoint without scheme", s3 + "endpoint = \"localhost:9000\"\n", "storage.s3.endpoint", []string{"must be an http:// or https:// URL"}},
 		{"bad compression", "[tiering]\ncompression = \"lz4\"\n", "tiering.compression", []string{`must be "none", "gzip" or "zstd", got "lz4"`}},
+		{"verify_merkle not a boolean", "[tiering]\nverify_merkle = \"yes\"\n", "tiering.verify_merkle", []string{"must be a boolean, got a string"}},
 		{"compression is case-sensitive", "[tiering]\ncompression = \"GZIP\"\n", "tiering.compression", []string{`got "GZIP"`}},
 		{"relative hot path", "[storage.hot]\npath = \"data/hot.db\"\n", "storage.hot.path", []string{`must be an absolute path, got "data/hot.db"`}},
 		{"tilde hot path", "[storage.hot]\npath = \"~/hot.db\"\n", "storage.hot.path", []string{"~ is not expanded"}},
@@ -736,5 +737,15 @@ func TestAssumeSoleWriter(t *testing.T) {
 	_, err := Load(mustConfigFile(t, "[storage.s3]\nbucket = \"b\"\nassume_sole_writer = \"yes\"\n"), envOf(homeEnv(t)))
 	if err == nil || !strings.Contains(err.Error(), "storage.s3.assume_sole_writer") {
 		t.Fatalf("wrong type: %v", err)
+	}
+}
+
+func TestVerifyMerkle(t *testing.T) {
+	cfg := mustLoad(t, mustConfigFile(t, "[storage.hot]\npath = \"/x/hot.db\"\n[tiering]\nverify_merkle = true\n"), nil)
+	if !cfg.Tiering.VerifyMerkle {
+		t.Fatalf("verify_merkle = true: %+v", cfg.Tiering)
+	}
+	if Default().Tiering.VerifyMerkle {
+		t.Fatal("verify_merkle defaults to true")
 	}
 }

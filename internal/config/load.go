@@ -181,6 +181,7 @@ type file struct {
 		ArchiveAfterSecs  setting[int64]  `toml:"archive_after_secs"`
 		CheckIntervalSecs setting[int64]  `toml:"check_interval_secs"`
 		Compression       setting[string] `toml:"compression"`
+		VerifyMerkle      setting[bool]   `toml:"verify_merkle"`
 	} `toml:"tiering"`
 }
 
@@ -448,6 +449,7 @@ func (f *file) apply(cfg *Config) *Error {
 		result{"tiering.archive_after_secs", into(f.Tiering.ArchiveAfterSecs, &cfg.Tiering.ArchiveAfter, seconds)},
 		result{"tiering.check_interval_secs", into(f.Tiering.CheckIntervalSecs, &cfg.Tiering.CheckInterval, seconds)},
 		result{"tiering.compression", into(f.Tiering.Compression, &cfg.Tiering.Compression, same)},
+		result{"tiering.verify_merkle", into(f.Tiering.VerifyMerkle, &cfg.Tiering.VerifyMerkle, same)},
 	)
 	for _, r := range results {
 		if r.err != nil {

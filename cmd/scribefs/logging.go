@@ -27,8 +27,19 @@ func flagValue(c *cli.Context, name, def string) string {
 // file). The ring, when not nil, keeps the last warnings and errors for
 // `scribefs status`.
 func newLogger(c *cli.Context, w io.Writer, ring *logRing) (*slog.Logger, error) {
+	return newLoggerAt(c, w, ring, "info")
+}
+
+// newCommandLogger is the logger of a command that opens the store itself
+// (no mount running): it prints its own results, so its log shows only
+// warnings and errors unless --log-level says otherwise.
+func newCommandLogger(c *cli.Context, w io.Writer) (*slog.Logger, error) {
+	return newLoggerAt(c, w, nil, "warn")
+}
+
+func newLoggerAt(c *cli.Context, w io.Writer, ring *logRing, defaultLevel string) (*slog.Logger, error) {
 	var level slog.Level
-	lv := flagValue(c, "log-level", "info")
+	lv := flagValue(c, "log-level", defaultLevel)
 	if err := level.UnmarshalText([]byte(lv)); err != nil {
 		return nil, usagef("--log-level %q: want debug, info, warn or error", lv)
 	}

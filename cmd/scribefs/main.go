@@ -134,7 +134,7 @@ func openAPI(c *cli.Context, use coldUse) (control.API, error) {
 	if client, err := control.Dial(control.SocketPath(cfg.Storage.Hot.Path)); err == nil {
 		return client, nil
 	}
-	log, err := newLogger(c, c.App.ErrWriter, nil)
+	log, err := newCommandLogger(c, c.App.ErrWriter)
 	if err != nil {
 		return nil, err
 	}

@@ -111,7 +111,7 @@ func Start(ctx context.Context, o Options) (_ *Mount, err error) {
 			m.Close()
 		}
 	}()
-	if !o.Store.ReadOnly() {
+	if o.FS != nil && !o.Store.ReadOnly() {
 		if n, err := fs.CleanSpool(o.FS.SpoolDir()); err != nil {
 			close(m.done)
 			return nil, err

@@ -6,12 +6,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/scribefs/scribefs/internal/faultproxy"
 )
 
 // rewriteObject replaces the .bin of id with fn(bytes), keeping its
@@ -112,4 +115,49 @@ func zwrite(w io.Writer, b []byte) {
 	zw := gzip.NewWriter(w)
 	zw.Write(b)
 	zw.Close()
+}
+
+// TestReviewArchiveSidecarFailureNodeReadsWrong: a node archived segment
+// 77 plain (is_compressed false, with its sidecar). scribefs (compression
+// gzip) archives a new version of 77 while the store refuses every PUT and
+// DELETE of .meta.json keys (a bucket policy, an outage that begins right
+// after the .bin PUT, or a crash at that point). The archive fails, but
+// the .bin is already replaced: a node then reads scribefs's gzip object
+// through its own old sidecar (is_compressed false) and gets garbage or an
+// error instead of either version. ledger.go promises "a node never pairs
+// new bytes with an old sidecar".
+func TestReviewArchiveSidecarFailureNodeReadsWrong(t *testing.T) {
+	e, p := newProxyEnv(t, 5, "")
+	cfg, _ := os.ReadFile(e.cfgPath)
+	e.writeConfig(string(cfg) + "compression = \"gzip\"\n")
+	old := nodeSegment(77, 5, 30, 1000)
+	e.putRaw(t, objectKey(77), old)
+	e.putRaw(t, "segments/segment-000000000000004d.meta.json", []byte(fmt.Sprintf(
+		`{"segment_id":77,"created_at":5,"archived_at":6,"original_size":%d,"compressed_size":%d,"is_compressed":false,"entry_count":30}`,
+		30*1007, len(old))))
+	if got := e.describe(77, old); !strings.HasPrefix(got, "segment 77") {
+		t.Fatalf("node's own segment: %s", got)
+	}
+	nb := nodeSegment(77, 9, 40, 2000)
+	path := filepath.Join(e.dir, "n")
+	mustWriteFile(t, path, nb)
+	e.mustRun(nil, "put", "77", path)
+	p.Set(
+		faultproxy.Fault{Kind: faultproxy.Error, Method: "PUT", PathContains: ".meta.json", Status: 403, Code: "AccessDenied"},
+		faultproxy.Fault{Kind: faultproxy.Error, Method: "DELETE", PathContains: ".meta.json", Status: 403, Code: "AccessDenied"},
+	)
+	r := e.run(nil, "archive", "77")
+	t.Logf("archive with sidecar writes refused: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	p.Clear()
+	got := e.describe(77, nil)
+	t.Logf("node reads: %s", got)
+	switch {
+	case got == "no such segment":
+	case strings.HasPrefix(got, "segment 77"):
+		if !strings.HasPrefix(e.describe(77, old), "segment") && !strings.HasPrefix(e.describe(77, nb), "segment") {
+			t.Fatalf("node reads a segment that is neither version: %s", got)
+		}
+	default:
+		t.Fatalf("after a failed archive a node gets %q: neither the old segment, the new one, nor none", got)
+	}
 }

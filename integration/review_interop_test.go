@@ -161,3 +161,32 @@ func TestReviewArchiveSidecarFailureNodeReadsWrong(t *testing.T) {
 		t.Fatalf("after a failed archive a node gets %q: neither the old segment, the new one, nor none", got)
 	}
 }
+
+// TestReviewVerifyMerkleSegmentLargerThanCache: verify_merkle with a cache
+// of 2 MiB and a 12 MiB gzip segment: a whole read of a good segment
+// returns its bytes, and of one whose sidecar root was altered fails with
+// EIO, even though the check must fetch blocks the cache no longer holds.
+func TestReviewVerifyMerkleSegmentLargerThanCache(t *testing.T) {
+	e := newEnv(t, "archive_after_secs = 86400\ncheck_interval_secs = 3600\ncompression = \"gzip\"\nverify_merkle = true\n")
+	cfg, _ := os.ReadFile(e.cfgPath)
+	e.writeConfig(strings.Replace(string(cfg), `max_bytes = "64MiB"`, `max_bytes = "2MiB"`, 1))
+	bodies := map[uint64][]byte{}
+	for _, id := range []uint64{5, 6} {
+		bodies[id] = nodeSegment(id, 1, 60, 200000) // 12 MiB
+		path := filepath.Join(e.dir, fmt.Sprint(id))
+		mustWriteFile(t, path, bodies[id])
+		e.mustRun(nil, "put", fmt.Sprint(id), path)
+	}
+	e.mustRun(nil, "archive", "--all")
+	e.alterRoot(t, 6)
+	m := e.mount()
+	out, err := shErr(m.Segs(), "cmp 5 "+filepath.Join(e.dir, "5")+" && echo same")
+	if err != nil || !strings.Contains(out, "same") {
+		t.Fatalf("whole read of a good 12 MiB segment with a 2 MiB cache: %q, %v", out, err)
+	}
+	out, err = shErr(m.Segs(), "cat 6 > /dev/null")
+	if err == nil || !strings.Contains(out, "Input/output error") {
+		t.Fatalf("whole read of segment 6 (root altered): %q, %v; want EIO", out, err)
+	}
+	t.Logf("cat 6: %s", strings.TrimSpace(out))
+}

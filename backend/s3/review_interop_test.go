@@ -2,6 +2,7 @@ package s3
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"sync"
@@ -233,3 +234,35 @@ func TestReviewSidecarEdgeSegments(t *testing.T) {
 		t.Fatalf("duplicate keys: sidecar %+v left beside bytes a node reads differently", sc)
 	}
 }
+
+// TestReviewDeleteLeavesSidecar: Delete (rm) removes the .bin, then the
+// sidecar; when the sidecar's removal fails (the DELETE, or the listing
+// dropStale needs first), Delete still succeeds and the sidecar stays: a
+// node then finds a sidecar whose .bin is gone (upstream retrieve_segment
+// fails instead of reporting no segment), and nothing removes it later.
+func TestReviewDeleteLeavesSidecar(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	proxy, b := proxied(t, srv, bucket, nil)
+	for i, f := range []faultproxy.Fault{
+		{Kind: faultproxy.Error, Method: "DELETE", PathContains: ".meta.json", Status: 503, Code: "SlowDown"},
+		{Kind: faultproxy.Error, Method: "GET", Query: "list-type", Status: 503, Code: "SlowDown"},
+	} {
+		id := segment.ID(0x70 + i)
+		_, a := ledgerSegment(uint64(id), 1000, 2, 10)
+		if _, err := b.Put(ctx, id, bytes.NewReader(a), backend.PutOptions{Size: int64(len(a))}); err != nil {
+			t.Fatal(err)
+		}
+		proxy.Set(f)
+		err := b.Delete(ctx, id, "")
+		proxy.Clear()
+		_, sidecarLeft := mustSidecar(t, b, id)
+		_, statErr := b.Stat(ctx, id)
+		t.Logf("%s %s refused: Delete err %v; .bin gone: %v; sidecar left: %v", f.Method, f.PathContains+f.Query, err, errorsIsNotFoundErr(statErr), sidecarLeft)
+		if err == nil && sidecarLeft {
+			t.Errorf("Delete succeeded with %s refused, leaving %s beside no .bin", f.Method+" "+f.PathContains+f.Query, b.sidecarKey(id))
+		}
+	}
+}
+
+func errorsIsNotFoundErr(err error) bool { return err != nil && errors.Is(err, backend.ErrNotFound) }

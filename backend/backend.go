@@ -23,6 +23,10 @@ import (
 )
 
 // Backend is a store of segments. All methods are safe for concurrent use.
+// Changes of one id (Put, Delete) are atomic each, but a backend may keep
+// things beside a segment (the S3 backend's Scribe Ledger sidecar) that
+// two changes of the same id racing could leave describing the other:
+// callers serialise the changes of one id, as the tier does (its L(id)).
 type Backend interface {
 	// Put stores the bytes read from r until EOF as segment id, replacing any
 	// previous version. It is atomic: until Put returns nil, Get and Stat see

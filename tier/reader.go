@@ -23,6 +23,7 @@ type Reader struct {
 	window    int64 // current readahead, grows while reads stay sequential
 	fetchedTo int64 // how far prefetches have been issued
 	broken    bool  // a read left the run that began at offset 0
+	fromStart bool  // a run of reads began at offset 0 (a whole read can be checked)
 
 	merkle *merkleCheck // nil unless Config.VerifyMerkle and a root is recorded
 }
@@ -84,7 +85,7 @@ func (r *Reader) readCold(p []byte, off int64) (int, error) {
 	r.readAhead(off, want)
 	if off+want == size && r.merkle != nil {
 		r.mu.Lock()
-		whole := !r.broken
+		whole := r.fromStart && !r.broken
 		r.mu.Unlock()
 		if whole {
 			if err := r.merkle.check(ctx, r.f, r.info); err != nil {
@@ -123,7 +124,7 @@ func (r *Reader) readAhead(off, n int64) {
 	r.mu.Lock()
 	end := off + n
 	if off == 0 {
-		r.broken = false
+		r.broken, r.fromStart = false, true
 	}
 	if off > r.maxEnd+slack || end < r.maxEnd-r.window-slack {
 		r.broken = r.broken || off != 0

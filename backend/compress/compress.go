@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -469,11 +470,20 @@ func (b *Backend) Get(ctx context.Context, id segment.ID, opts backend.GetOption
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
 	lo, hi := start/l.blockSize, (end-1)/l.blockSize
-	raw, err := b.Backend.Get(ctx, id, backend.GetOptions{Offset: l.offs[lo], Length: l.offs[hi+1] - l.offs[lo], Version: version})
+	rawOff, rawEnd := l.offs[lo], l.offs[hi+1]
+	// A whole read of a single-member gzip object also reads and checks
+	// what only other decoders rely on: the member's header and its close
+	// (final block, CRC32, ISIZE). A node reading the object whole fails
+	// on a damaged one, so scribefs's whole reads (and verify) must too.
+	gz := l.single && start == 0 && end == l.size
+	if gz {
+		rawOff, rawEnd = 0, rawEnd+singleClose
+	}
+	raw, err := b.Backend.Get(ctx, id, backend.GetOptions{Offset: rawOff, Length: rawEnd - rawOff, Version: version})
 	if err != nil {
 		return nil, err
 	}
-	return &blockReader{b: b, l: l, id: id, raw: raw, next: lo, skip: start - lo*l.blockSize, left: end - start}, nil
+	return &blockReader{b: b, l: l, id: id, raw: raw, next: lo, skip: start - lo*l.blockSize, left: end - start, gz: gz}, nil
 }
 
 // smallWhole is the largest object getWholeSmall reads into memory.
@@ -526,6 +536,11 @@ func (b *Backend) getWholeSmall(ctx context.Context, id segment.ID, opts backend
 		return io.NopCloser(bytes.NewReader(nil)), true, nil
 	}
 	n := int64(len(l.offs)) - 1
+	if l.single && n > 0 {
+		// From the member's header to its close: checked as in Get.
+		frames := io.NopCloser(bytes.NewReader(buf[:l.offs[n]+singleClose]))
+		return &blockReader{b: b, l: l, id: id, raw: frames, next: 0, left: l.size, gz: true}, true, nil
+	}
 	frames := io.NopCloser(bytes.NewReader(buf[l.offs[0]:l.offs[n]]))
 	return &blockReader{b: b, l: l, id: id, raw: frames, next: 0, left: l.size}, true, nil
 }
@@ -544,6 +559,10 @@ type blockReader struct {
 	frame []byte
 	block []byte
 	err   error
+	// gz: a whole read of a single-member gzip object, which checks the
+	// member's header and close; ieee is gzip's CRC32 of the bytes so far.
+	gz   bool
+	ieee uint32
 }
 
 func (r *blockReader) Read(p []byte) (int, error) {
@@ -565,6 +584,15 @@ func (r *blockReader) Read(p []byte) (int, error) {
 
 func (r *blockReader) fill() error {
 	i := r.next
+	if r.gz && i == 0 {
+		hdr := make([]byte, len(singleHeader))
+		if _, err := io.ReadFull(r.raw, hdr); err != nil {
+			return fmt.Errorf("get segment %d: object ended inside its gzip header: %w", r.id, backend.ErrUnavailable)
+		}
+		if !bytes.Equal(hdr, singleHeader) {
+			return fmt.Errorf("get segment %d: %w: the gzip member's header is damaged (% x)", r.id, segment.ErrChecksum, hdr)
+		}
+	}
 	n := r.l.offs[i+1] - r.l.offs[i]
 	if int64(cap(r.frame)) < n {
 		r.frame = make([]byte, n)
@@ -584,12 +612,35 @@ func (r *blockReader) fill() error {
 		return fmt.Errorf("get segment %d: %w", r.id, err)
 	}
 	r.block = out[:0]
+	if r.gz {
+		r.ieee = crc32.Update(r.ieee, crc32.IEEETable, out)
+		if i == int64(len(r.l.crcs))-1 {
+			if err := r.checkClose(); err != nil {
+				return err
+			}
+		}
+	}
 	out = out[r.skip:]
 	r.skip = 0
 	out = out[:min(int64(len(out)), r.left)]
 	r.left -= int64(len(out))
 	r.next++
 	r.cur = out
+	return nil
+}
+
+// checkClose reads the close of the gzip member after the last block and
+// checks it: an empty final block, the CRC32 and the length of every byte.
+func (r *blockReader) checkClose() error {
+	end := make([]byte, singleClose)
+	if _, err := io.ReadFull(r.raw, end); err != nil {
+		return fmt.Errorf("get segment %d: object ended inside its gzip close: %w", r.id, backend.ErrUnavailable)
+	}
+	crc, isize := binary.LittleEndian.Uint32(end[5:]), binary.LittleEndian.Uint32(end[9:])
+	if !bytes.Equal(end[:5], finalBlock) || crc != r.ieee || isize != uint32(r.l.size) {
+		return fmt.Errorf("get segment %d: %w: the gzip member's close is damaged (final block % x, CRC32 %08x want %08x, ISIZE %d want %d)",
+			r.id, segment.ErrChecksum, end[:5], crc, r.ieee, isize, uint32(r.l.size))
+	}
 	return nil
 }
 

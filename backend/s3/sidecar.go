@@ -141,6 +141,12 @@ func summarizing(r io.Reader, compression string) (io.Reader, *summarizingSource
 // (nodes do not see the segment until it is written again, but never see
 // it wrong).
 func (b *Backend) Put(ctx context.Context, id segment.ID, r io.Reader, opts backend.PutOptions) (segment.Info, error) {
+	// A node must never pair the new bytes with the old sidecar, even if
+	// this Put stops (fails, crashes) between the .bin and the sidecar:
+	// the old sidecar goes first, and if it cannot, nothing changes.
+	if err := b.removeSidecar(ctx, id); err != nil {
+		return segment.Info{}, err
+	}
 	r, src := summarizing(r, opts.Compression)
 	info, err := b.putObject(ctx, id, r, opts)
 	sum, serr := src.s.finish()
@@ -182,6 +188,15 @@ func (b *Backend) syncSidecar(ctx context.Context, id segment.ID, sum *ledger.Su
 			op, b.sidecarKey(id), b.scrub(f.detail)),
 		kinds: []error{backend.ErrUnavailable},
 	}
+}
+
+// removeSidecar deletes id's sidecar (absent is fine: S3 answers a DELETE
+// of a missing key with success).
+func (b *Backend) removeSidecar(ctx context.Context, id segment.ID) error {
+	if _, err := b.client.DeleteObject(ctx, &s3api.DeleteObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.sidecarKey(id))}); err != nil {
+		return b.fail(segOp("remove sidecar of", id), err)
+	}
+	return nil
 }
 
 var _ backend.MerkleRoots = (*Backend)(nil)

@@ -260,3 +260,57 @@ func TestReviewFenceDuringTransitMismatchSendsNoDelete(t *testing.T) {
 }
 
 func strPtr(s string) *string { return &s }
+
+// TestReviewAnyVersionTombstoneAfterHandover: tier/doc.go names one limit:
+// a tombstone of any version, replayed after the writer lease went to
+// another host and back, deletes what that host wrote under the id. The
+// doc ties it to S3 being down; here S3 is up throughout. Host A's
+// archive of segment 5 is in flight when the segment is removed (rm does
+// not wait: a tombstone of any version) and A's lease is about to expire
+// (the fence cuts the upload, so nothing carries the delete out). Host B
+// takes the lease and writes segment 5; the lease comes back to A, which
+// replays its tombstone. B's segment must survive: it was written after
+// A's rm.
+func TestReviewAnyVersionTombstoneAfterHandover(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	pa, pb := newReqLog(t, srv.Endpoint), newReqLog(t, srv.Endpoint)
+	a, _ := fenceStack(t, pa, srv, bucket)
+	b, _ := fenceStack(t, pb, srv, bucket)
+	const id = segment.ID(5)
+	if _, err := a.Put(rctx, id, bytes.NewReader(randomBytes(1<<20, 3)), 1<<20, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var rmErr error
+	var once sync.Once
+	pa.onRequest = func(r *http.Request, _ int) {
+		if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, ".bin") {
+			once.Do(func() {
+				rmErr = a.Delete(rctx, id) // the archive holds the segment's lock
+				a.Fence(errors.New("review: writer lease about to expire"))
+			})
+		}
+	}
+	archErr := a.Archive(rctx, id)
+	t.Logf("A: rm during the upload: %v; archive: %v", rmErr, archErr)
+	if rmErr != nil {
+		t.Fatalf("rm during the upload: %v", rmErr)
+	}
+	// The lease goes to B, which writes segment 5.
+	bData := randomBytes(1<<20, 4)
+	if _, err := b.Put(rctx, id, bytes.NewReader(bData), int64(len(bData)), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Archive(rctx, id); err != nil {
+		t.Fatal(err)
+	}
+	b.Fence(errors.New("review: B unmounted"))
+	// The lease comes back to A.
+	a.Unfence()
+	n, err := a.ReplayTombstones(rctx)
+	t.Logf("A: replayed %d tombstones: %v", n, err)
+	c := srv.Client()
+	if _, err := c.HeadObject(rctx, &s3api.HeadObjectInput{Bucket: &bucket, Key: strPtr("segments/segment-" + id.Hex() + ".bin")}); err != nil {
+		t.Fatalf("B's segment %d, written after A's rm, was deleted by A's replay of its any-version tombstone (S3 was up throughout): %v", id, err)
+	}
+}

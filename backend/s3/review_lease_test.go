@@ -1,12 +1,16 @@
 package s3
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/scribefs/scribefs/internal/miniotest"
 )
@@ -125,5 +129,51 @@ func TestReviewWallClockJumpDoesNotShortenWatch(t *testing.T) {
 	}
 	if got := clk.elapsed(start); got < time.Minute {
 		t.Fatalf("watched %v after a wall-clock jump, want at least the TTL", got)
+	}
+}
+
+// stripIfMatch makes b's client drop If-Match from PUTs before signing, as
+// a store that honours If-None-Match but ignores If-Match on PUT would
+// behave (S3-compatible stores added the two at different times).
+func stripIfMatch(b *Backend) {
+	b.client = s3api.New(b.client.Options(), func(o *s3api.Options) {
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Initialize.Add(middleware.InitializeMiddlewareFunc("stripIfMatch",
+				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+					if p, ok := in.Parameters.(*s3api.PutObjectInput); ok {
+						p.IfMatch = nil
+					}
+					return next.HandleInitialize(ctx, in)
+				}), middleware.Before)
+		})
+	})
+}
+
+// TestReviewProbeCatchesIgnoredIfMatch: renewals and take-overs rest on
+// If-Match as much as creation rests on If-None-Match. On a store that
+// ignores If-Match, a holder whose lease was taken over renews without
+// noticing, and both write. The probe, which a writable mount relies on
+// to refuse such a store, must catch it; failing that, at least the
+// holder's renewal after a take-over must fail.
+func TestReviewProbeCatchesIgnoredIfMatch(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	a := mustNew(t, testConfig(srv.Endpoint, bucket))
+	b := mustNew(t, testConfig(srv.Endpoint, bucket))
+	stripIfMatch(a)
+	stripIfMatch(b)
+	probe := a.ProbeConditionalPuts(ctx)
+	t.Logf("probe on a store ignoring If-Match: %v", probe)
+	la, err := a.AcquireLease(ctx, LeaseOptions{Holder: "a:/a.db", ID: "a", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AcquireLease(ctx, LeaseOptions{Holder: "b:/b.db", ID: "b", TTL: time.Minute, TakeOver: true}); err != nil {
+		t.Fatal(err)
+	}
+	renew := la.Renew(ctx)
+	t.Logf("A renews after B took over: %v", renew)
+	if probe == nil && renew == nil {
+		t.Fatal("a store ignoring If-Match passes the probe, and a holder whose lease was taken over renews it without error: two writers")
 	}
 }

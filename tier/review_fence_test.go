@@ -115,6 +115,10 @@ func writes(reqs []string) []string {
 // fenceStack is a store over a bbolt hot tier and MinIO (through p), with
 // the retry wrapper a mount puts in between.
 func fenceStack(t *testing.T, p *reqLog, srv *miniotest.Server, bucket string) (*tier.Store, *s3.Backend) {
+	return fenceStackCfg(t, p, srv, bucket, tier.Config{})
+}
+
+func fenceStackCfg(t *testing.T, p *reqLog, srv *miniotest.Server, bucket string, cfg tier.Config) (*tier.Store, *s3.Backend) {
 	t.Helper()
 	raw, err := s3.New(rctx, s3.Config{
 		Bucket: bucket, Region: miniotest.Region, Endpoint: p.URL,
@@ -131,7 +135,7 @@ func fenceStack(t *testing.T, p *reqLog, srv *miniotest.Server, bucket string) (
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hot.Close() })
-	s, err := tier.New(hot, hot.Index(), cold, nil, tier.Config{})
+	s, err := tier.New(hot, hot.Index(), cold, nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,5 +316,57 @@ func TestReviewAnyVersionTombstoneAfterHandover(t *testing.T) {
 	c := srv.Client()
 	if _, err := c.HeadObject(rctx, &s3api.HeadObjectInput{Bucket: &bucket, Key: strPtr("segments/segment-" + id.Hex() + ".bin")}); err != nil {
 		t.Fatalf("B's segment %d, written after A's rm, was deleted by A's replay of its any-version tombstone (S3 was up throughout): %v", id, err)
+	}
+}
+
+// TestReviewWriteThroughFencedKeepsHotCopy: with write-through, a Put whose
+// upload the fence cuts mid-way (its PUT on its way)
+// reports ErrNotWrittenThrough, keeps the new version readable in the hot
+// tier, sends nothing more that changes the bucket, and the version is
+// archived once the store may write again.
+func TestReviewWriteThroughFencedKeepsHotCopy(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	p := newReqLog(t, srv.Endpoint)
+	s, _ := fenceStackCfg(t, p, srv, bucket, tier.Config{WriteThrough: true})
+	const id = segment.ID(11)
+	data := randomBytes(12<<20, 5)
+	fencedAt := -1
+	var once sync.Once
+	p.onRequest = func(r *http.Request, seq int) {
+		if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, ".bin") {
+			once.Do(func() {
+				fencedAt = seq + 1
+				s.Fence(errors.New("review: writer lease about to expire"))
+			})
+		}
+	}
+	_, err := s.Put(rctx, id, bytes.NewReader(data), int64(len(data)), time.Now())
+	t.Logf("write-through put, fenced mid-upload: %v; fenced at request %d; requests: %q", err, fencedAt, p.since(0))
+	if !errors.Is(err, tier.ErrNotWrittenThrough) {
+		t.Fatalf("put: %v, want ErrNotWrittenThrough", err)
+	}
+	if w := writes(p.since(fencedAt)); len(w) > 0 {
+		t.Errorf("requests changing the bucket after the fence: %q", w)
+	}
+	r, err := s.Open(rctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	n, err := r.ReadAt(got, 0)
+	r.Close()
+	if n != len(data) || !bytes.Equal(got, data) {
+		t.Fatalf("hot copy after a fenced write-through: read %d bytes (%v), equal %v", n, err, bytes.Equal(got[:n], data[:n]))
+	}
+	if r.Info().Tier != segment.TierHot {
+		t.Errorf("tier %v, want hot", r.Info().Tier)
+	}
+	s.Unfence()
+	if err := s.Archive(rctx, id); err != nil {
+		t.Fatalf("archive once unfenced: %v", err)
+	}
+	if info, err := s.Stat(rctx, id); err != nil || info.Tier != segment.TierCold {
+		t.Fatalf("after archive: %+v, %v", info, err)
 	}
 }

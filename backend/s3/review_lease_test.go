@@ -177,3 +177,48 @@ func TestReviewProbeCatchesIgnoredIfMatch(t *testing.T) {
 		t.Fatal("a store ignoring If-Match passes the probe, and a holder whose lease was taken over renews it without error: two writers")
 	}
 }
+
+// beforeDelete makes b's client call hook before each DeleteObject is sent.
+func beforeDelete(b *Backend, hook func()) {
+	b.client = s3api.New(b.client.Options(), func(o *s3api.Options) {
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Initialize.Add(middleware.InitializeMiddlewareFunc("beforeDelete",
+				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+					if _, ok := in.Parameters.(*s3api.DeleteObjectInput); ok {
+						hook()
+					}
+					return next.HandleInitialize(ctx, in)
+				}), middleware.Before)
+		})
+	})
+}
+
+// TestReviewReleaseRacingTakeOver: a clean unmount releases the lease by
+// reading it and then deleting it (MinIO ignores If-Match on DELETE). A
+// take-over landing between the two must not be undone: the taker keeps
+// its lease and renews it.
+func TestReviewReleaseRacingTakeOver(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	a := mustNew(t, testConfig(srv.Endpoint, bucket))
+	b := mustNew(t, testConfig(srv.Endpoint, bucket))
+	la, err := a.AcquireLease(ctx, LeaseOptions{Holder: "a:/a.db", ID: "a", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lb *Lease
+	var errB error
+	beforeDelete(a, func() {
+		if lb == nil && errB == nil {
+			lb, errB = b.AcquireLease(ctx, LeaseOptions{Holder: "b:/b.db", ID: "b", TTL: time.Minute, TakeOver: true})
+		}
+	})
+	relErr := la.Release(ctx)
+	if errB != nil || lb == nil {
+		t.Fatalf("take-over during the release: %v", errB)
+	}
+	t.Logf("A's release: %v", relErr)
+	if err := lb.Renew(ctx); err != nil {
+		t.Fatalf("B took the lease over while A released it; B's renewal: %v", err)
+	}
+}

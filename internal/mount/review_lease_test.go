@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -120,5 +121,24 @@ func TestReviewKeeperSurvivesLostRenewReply(t *testing.T) {
 	at := t0.Add(4 * time.Minute)
 	if l := lost(); l != "" || !fl.allowed(at) {
 		t.Fatalf("one lost renewal reply left the store fenced for good (at +%v) though nobody else holds the lease; keeper says lost: %q", at.Sub(t0), l)
+	}
+}
+
+// TestReviewHolderIDEmptyAfterCrash: HolderID creates <hot>.id with
+// O_EXCL and then writes it; a crash (power loss) between the two leaves
+// an empty file. No lease can have been taken with an id that was never
+// written, so the next start should make a new one rather than refuse to
+// mount until someone removes the file.
+func TestReviewHolderIDEmptyAfterCrash(t *testing.T) {
+	hot := filepath.Join(t.TempDir(), "hot.db")
+	if err := os.WriteFile(hot+".id", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, id, err := HolderID(hot)
+	if err != nil {
+		t.Fatalf("an empty id file (a crash while it was first written): %v", err)
+	}
+	if len(id) != 32 {
+		t.Fatalf("id %q", id)
 	}
 }

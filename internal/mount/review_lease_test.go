@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scribefs/scribefs/backend/s3"
 	"github.com/scribefs/scribefs/internal/miniotest"
 )
 
@@ -140,5 +141,84 @@ func TestReviewHolderIDEmptyAfterCrash(t *testing.T) {
 	}
 	if len(id) != 32 {
 		t.Fatalf("id %q", id)
+	}
+}
+
+// TestReviewTakeOverReplyLostStillWaitsTTL: --take-over writes the lease at
+// once but lets the store change the cold tier only a TTL later, when the
+// previous holder has surely stopped. Here MinIO applies the take-over
+// write and its reply is lost; the keeper retries, finds the lease under
+// its own id and takes it as its own (a restart after a crash). The TTL
+// wait must still apply: the previous holder is alive and may write until
+// its own deadline.
+func TestReviewTakeOverReplyLostStillWaitsTTL(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	live := mustS3(t, srv.Endpoint, bucket)
+	if _, err := live.AcquireLease(ctx, s3.LeaseOptions{Holder: "live:/hot.db", ID: "live"}); err != nil {
+		t.Fatal(err)
+	}
+	// The live holder is uploading a segment.
+	up := startUpload(t, srv, bucket, "segments/segment-0000000000000001.bin")
+	// The lease's Last-Modified, the clean-up's cutoff, has one-second
+	// granularity: let the upload's start fall in an earlier second (not
+	// an interleaving, only the server's timestamps).
+	time.Sleep(1100 * time.Millisecond)
+	d := newReplyDropper(t, srv.Endpoint)
+	d.armed.Store(true) // the take-over write
+	const ttl = 2 * time.Minute
+	t0 := time.Unix(1_000_000, 0)
+	clk := &fakeClock{now: t0}
+	fl := &fenceLog{now: clk.Now}
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	held, firstPass := make(chan struct{}), make(chan struct{})
+	var once, passOnce sync.Once
+	b := mustS3(t, d.URL, bucket)
+	log := testLog(t)
+	_, err := KeepLease(kctx, LeaseOptions{
+		S3: b, Fence: fl, HotPath: filepath.Join(t.TempDir(), "hot.db"), TakeOver: true,
+		TTL: ttl, Now: clk.Now, After: clk.After, Log: log,
+		// As mount.Start does: clean up the uploads a crash left. The
+		// first pass is what runs at once.
+		OnHeld: func(ctx context.Context, l *s3.Lease, holding func() bool) {
+			once.Do(func() {
+				go func() {
+					abortStaleUploads(ctx, b, l, holding, func(time.Duration) <-chan time.Time {
+						passOnce.Do(func() { close(firstPass) })
+						return nil
+					}, log)
+					passOnce.Do(func() { close(firstPass) })
+				}()
+				close(held)
+			})
+		},
+	})
+	if err != nil {
+		t.Fatalf("take over: %v", err)
+	}
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the store was never allowed to write after the take-over")
+	}
+	<-firstPass
+	cancel()
+	aborted := !uploads(t, srv, bucket)[up]
+	if d.dropped.Load() != 1 {
+		t.Fatalf("%d replies dropped, want the take-over's", d.dropped.Load())
+	}
+	var first time.Time
+	for _, e := range fl.list() {
+		t.Logf("%+6v  until %+6v  %v", e.at.Sub(t0), e.until.Sub(t0), e.why)
+		if e.why == nil && first.IsZero() {
+			first = e.at
+		}
+	}
+	if aborted {
+		t.Errorf("after a take-over whose reply was lost, the live previous holder's upload in flight was aborted at once (taken for this holder's own, left by a crash)")
+	}
+	if first.Before(t0.Add(ttl)) {
+		t.Fatalf("after a take-over whose reply was lost, the store could write at +%v, before a TTL (%v): the live previous holder may still be writing", first.Sub(t0), ttl)
 	}
 }

@@ -370,3 +370,45 @@ func TestReviewWriteThroughFencedKeepsHotCopy(t *testing.T) {
 		t.Fatalf("after archive: %+v, %v", info, err)
 	}
 }
+
+// TestReviewDeadlinePassedWithoutFence: the keeper allowed cold changes
+// until a deadline and then never called Fence (it hung, or its goroutine
+// was starved). Once the store's clock passes the deadline, an archive is
+// refused before anything is sent, and a delete of a cold segment sends
+// no DELETE.
+func TestReviewDeadlinePassedWithoutFence(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	p := newReqLog(t, srv.Endpoint)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s, _ := fenceStackCfg(t, p, srv, bucket, tier.Config{Now: clock})
+	data := randomBytes(1<<20, 6)
+	for _, id := range []segment.ID{1, 2} {
+		if _, err := s.Put(rctx, id, bytes.NewReader(data), int64(len(data)), clock()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Archive(rctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	s.AllowColdUntil(clock().Add(time.Minute))
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	before := p.count()
+	archErr := s.Archive(rctx, 2)
+	delErr := s.Delete(rctx, 1)
+	after := p.since(before)
+	t.Logf("past the deadline: archive: %v; delete: %v; requests: %q", archErr, delErr, after)
+	if !errors.Is(archErr, backend.ErrReadOnly) {
+		t.Errorf("archive past the deadline: %v, want refused", archErr)
+	}
+	if w := writes(after); len(w) > 0 {
+		t.Errorf("requests changing the bucket past the deadline: %q", w)
+	}
+	if info, err := s.Stat(rctx, 2); err != nil || info.Tier != segment.TierHot {
+		t.Errorf("segment 2 after a refused archive: %+v, %v", info, err)
+	}
+}

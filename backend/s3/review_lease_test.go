@@ -178,14 +178,21 @@ func TestReviewProbeCatchesIgnoredIfMatch(t *testing.T) {
 	}
 }
 
-// beforeDelete makes b's client call hook before each DeleteObject is sent.
-func beforeDelete(b *Backend, hook func()) {
+// beforeLeaseWrite makes b's client call hook before each DeleteObject,
+// and each PutObject of the lease, is sent: a release's write, whether it
+// deletes the lease or overwrites it.
+func beforeLeaseWrite(b *Backend, hook func()) {
 	b.client = s3api.New(b.client.Options(), func(o *s3api.Options) {
 		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
-			return st.Initialize.Add(middleware.InitializeMiddlewareFunc("beforeDelete",
+			return st.Initialize.Add(middleware.InitializeMiddlewareFunc("beforeLeaseWrite",
 				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-					if _, ok := in.Parameters.(*s3api.DeleteObjectInput); ok {
+					switch p := in.Parameters.(type) {
+					case *s3api.DeleteObjectInput:
 						hook()
+					case *s3api.PutObjectInput:
+						if strings.HasSuffix(*p.Key, leaseName) {
+							hook()
+						}
 					}
 					return next.HandleInitialize(ctx, in)
 				}), middleware.Before)
@@ -193,10 +200,10 @@ func beforeDelete(b *Backend, hook func()) {
 	})
 }
 
-// TestReviewReleaseRacingTakeOver: a clean unmount releases the lease by
-// reading it and then deleting it (MinIO ignores If-Match on DELETE). A
-// take-over landing between the two must not be undone: the taker keeps
-// its lease and renews it.
+// TestReviewReleaseRacingTakeOver: a clean unmount releases the lease; a
+// take-over landing just before the release's write (it once read the
+// lease and then deleted it, and MinIO ignores If-Match on DELETE) must
+// not be undone: the taker keeps its lease and renews it.
 func TestReviewReleaseRacingTakeOver(t *testing.T) {
 	srv := miniotest.Start(t)
 	bucket := srv.NewBucket(t)
@@ -208,7 +215,7 @@ func TestReviewReleaseRacingTakeOver(t *testing.T) {
 	}
 	var lb *Lease
 	var errB error
-	beforeDelete(a, func() {
+	beforeLeaseWrite(a, func() {
 		if lb == nil && errB == nil {
 			lb, errB = b.AcquireLease(ctx, LeaseOptions{Holder: "b:/b.db", ID: "b", TTL: time.Minute, TakeOver: true})
 		}

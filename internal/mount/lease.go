@@ -115,6 +115,7 @@ type LeaseKeeper struct {
 	lost     string
 	probed   bool
 	coldFrom time.Time // Now: no cold changes before (after a take-over)
+	onHeld   *s3.Lease // the lease OnHeld was called for
 }
 
 // HolderID names this holder: name is the host name and the hot-tier
@@ -304,10 +305,23 @@ func (k *LeaseKeeper) hold(ctx context.Context, l *s3.Lease) {
 			}
 			allowed = k.allow(l)
 		}
-		if allowed && k.o.OnHeld != nil {
-			k.o.OnHeld(ctx, l, func() bool { return k.holding(l) })
+		if allowed {
+			k.started(ctx, l)
 		}
 	}()
+}
+
+// started calls OnHeld for l, once: when the store is first allowed to
+// write under l, at the end of hold's wait, or, when the lease's deadline
+// had passed by then (renewals failing), after the renewal that allows it.
+func (k *LeaseKeeper) started(ctx context.Context, l *s3.Lease) {
+	k.mu.Lock()
+	done := k.onHeld == l
+	k.onHeld = l
+	k.mu.Unlock()
+	if !done && k.o.OnHeld != nil {
+		k.o.OnHeld(ctx, l, func() bool { return k.holding(l) })
+	}
 }
 
 // holding reports whether l is still held and valid, and its take-over
@@ -390,8 +404,11 @@ func (k *LeaseKeeper) renew(ctx context.Context, lease *s3.Lease) {
 		k.mu.Lock()
 		k.renewed = o.Wall()
 		k.mu.Unlock()
-		if k.allow(lease) && expired {
-			o.Log.Info("writer lease renewed: archival and cold deletes resume", "op", "lease")
+		if k.allow(lease) {
+			if expired {
+				o.Log.Info("writer lease renewed: archival and cold deletes resume", "op", "lease")
+			}
+			go k.started(ctx, lease)
 		}
 		expired = false
 	}

@@ -412,3 +412,66 @@ func TestReviewDeadlinePassedWithoutFence(t *testing.T) {
 		t.Errorf("segment 2 after a refused archive: %+v, %v", info, err)
 	}
 }
+
+// TestAnyVersionTombstoneNamedWhenFencedAfterUpload: as
+// TestReviewAnyVersionTombstoneAfterHandover, but the fence comes after
+// A's upload was answered (the lease about to expire before the commit):
+// A knows the version it uploaded, so its tombstone names that version,
+// not any, and the replay after the lease went to B and back leaves B's
+// object alone while A's own upload is gone.
+func TestAnyVersionTombstoneNamedWhenFencedAfterUpload(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	pa, pb := newReqLog(t, srv.Endpoint), newReqLog(t, srv.Endpoint)
+	// A's clock: its lease's deadline passes while the upload's reply is
+	// on its way, so the upload ends but its commit is refused.
+	var skew atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	a, _ := fenceStackCfg(t, pa, srv, bucket, tier.Config{Now: now})
+	b, _ := fenceStack(t, pb, srv, bucket)
+	a.AllowColdUntil(now().Add(time.Hour))
+	const id = segment.ID(5)
+	if _, err := a.Put(rctx, id, bytes.NewReader(randomBytes(1<<20, 3)), 1<<20, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var rmErr error
+	var once sync.Once
+	pa.onResponse = func(r *http.Response) {
+		if r.Request.Method == http.MethodPut && strings.HasSuffix(r.Request.URL.Path, ".bin") && r.StatusCode == http.StatusOK {
+			once.Do(func() {
+				rmErr = a.Delete(rctx, id) // the archive holds the segment's lock
+				skew.Store(int64(2 * time.Hour))
+			})
+		}
+	}
+	archErr := a.Archive(rctx, id)
+	t.Logf("A: rm after the upload landed: %v; archive: %v", rmErr, archErr)
+	if rmErr != nil || archErr == nil {
+		t.Fatalf("rm: %v; archive: %v (want fenced)", rmErr, archErr)
+	}
+	bData := randomBytes(1<<20, 4)
+	if _, err := b.Put(rctx, id, bytes.NewReader(bData), int64(len(bData)), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Archive(rctx, id); err != nil {
+		t.Fatal(err)
+	}
+	b.Fence(errors.New("B unmounted"))
+	a.Unfence()
+	n, err := a.ReplayTombstones(rctx)
+	t.Logf("A: replayed %d tombstones: %v", n, err)
+	if err != nil || n != 1 {
+		t.Fatalf("replay: %d, %v; want A's one tombstone done", n, err)
+	}
+	c := srv.Client()
+	if _, err := c.HeadObject(rctx, &s3api.HeadObjectInput{Bucket: &bucket, Key: strPtr("segments/segment-" + id.Hex() + ".bin")}); err != nil {
+		t.Fatalf("B's segment %d, written after A's rm, was deleted by A's replay: %v", id, err)
+	}
+	bi, _, err := b.IndexEntry(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci, err := b.ColdStat(rctx, id); err != nil || ci.Version != bi.Version {
+		t.Fatalf("the bucket's segment %d after A's replay: %+v, %v; want B's version %s", id, ci, err, bi.Version)
+	}
+}

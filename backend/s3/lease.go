@@ -35,8 +35,18 @@ import (
 // changing the bucket before ValidUntil (minus a margin for requests in
 // flight and clock rate) is out before anyone can take over.
 //
-// Everything rests on the store honouring the conditions; ProbeConditionalPuts
-// checks that it does.
+// A write whose reply is lost may have landed: every body carries a fresh
+// nonce, and the holder remembers those it sent, so a renewal that finds
+// an ETag it has not seen (412) and the object holding one of its own
+// bodies adopts it instead of counting the lease lost; AcquireLease with
+// TakeOver that finds its own ID counts it as the take-over that landed
+// (the previous holder may still be writing), never as a crash restart.
+// Release does not delete the object (MinIO ignores If-Match on DELETE,
+// so a delete could undo a take-over): it writes a body marked released,
+// conditional on its own ETag, which anyone then takes at once.
+//
+// Everything rests on the store honouring the conditions (If-None-Match
+// and If-Match on PUT); ProbeConditionalPuts checks that it does.
 
 // Errors returned (wrapped) by AcquireLease and Renew.
 var (

@@ -184,7 +184,7 @@ func (b *Backend) AcquireLease(ctx context.Context, o LeaseOptions) (*Lease, err
 			// ours that landed but whose reply was lost, so the
 			// previous holder may be alive and writing. It counts as
 			// a take-over (wait a TTL), never as a crash restart.
-			l.tookOver = "the holder this take-over replaced (its reply was lost)"
+			l.tookOver = "an unknown holder (the lease already had this holder's id: a take-over whose reply was lost)"
 			err = l.write(ctx, etag, false)
 		case o.ID != "" && cur.ID == o.ID && !cur.Released:
 			l.resumed = true

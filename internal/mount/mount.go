@@ -112,7 +112,7 @@ func Start(ctx context.Context, o Options) (_ *Mount, err error) {
 		}
 	}()
 	if !o.Store.ReadOnly() {
-		if n, err := fs.CleanSpool(o.FS.SpoolDir()); err != nil {
+		if n, err := fs.CleanSpool(o.Store.SpoolDir()); err != nil {
 			close(m.done)
 			return nil, err
 		} else if n > 0 {

@@ -174,6 +174,20 @@ func (a *archiver) archive(ctx context.Context, id segment.ID, only string) erro
 	// the bucket; the lease's next holder may have changed the object
 	// already, so the bucket must not be trusted to keep it.
 	if err := a.coldWritable("archive", id); err != nil {
+		// Deleted during the upload (deleteDeferred: a tombstone of any
+		// version): what is left to delete is the version just uploaded
+		// (it replaced any older one). Name it, so that a replay after
+		// the lease went to another host and back deletes only that,
+		// never an object the other host wrote since.
+		v := stored.Version
+		if _, uerr := a.update(id, func(r *backend.Record) error {
+			if r.Hot == nil && r.Tomb != nil && *r.Tomb == "" && v != "" {
+				r.Tomb = &v
+			}
+			return nil
+		}); uerr != nil {
+			a.log.Warn("could not name the version of a deleted segment's upload", "op", "archive", "segment", id, "err", uerr)
+		}
 		return err
 	}
 	stored.Sums, stored.ModTime, stored.WrittenAt = hot.Sums, hot.ModTime, hot.WrittenAt

@@ -84,11 +84,16 @@
 // leaves an object that a delete would not look for, and a listing never
 // undoes a change made after it began.
 //
-// One limit: a tombstone of any version ("" : the delete could not even
-// learn the object's version, S3 being down) deletes whatever the bucket
-// holds when it is replayed. If the writer lease passed to another host
-// and back in between, and that host wrote the same id, the replay deletes
-// its object.
+// One limit: a tombstone of any version ("") deletes whatever the bucket
+// holds when it is replayed. It is left when a delete could not learn the
+// object's version: S3 down, or an rm while the segment's upload holds
+// L(id) (deleteDeferred; S3 up). The upload's end normally replaces it:
+// committed, by the version uploaded, deleted at once; fenced after its
+// PUT was answered, by that version. Only when the fence (or an error)
+// cuts the PUT before its reply, so that whether it landed is unknown, does
+// the tombstone stay "any". If the writer lease then passes to another
+// host and back, and that host writes the same id meanwhile, the replay
+// deletes that host's object (TestReviewAnyVersionTombstoneAfterHandover).
 //
 // # The fence
 //

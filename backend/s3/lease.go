@@ -35,8 +35,18 @@ import (
 // changing the bucket before ValidUntil (minus a margin for requests in
 // flight and clock rate) is out before anyone can take over.
 //
-// Everything rests on the store honouring the conditions; ProbeConditionalPuts
-// checks that it does.
+// A write whose reply is lost may have landed: every body carries a fresh
+// nonce, and the holder remembers those it sent, so a renewal that finds
+// an ETag it has not seen (412) and the object holding one of its own
+// bodies adopts it instead of counting the lease lost; AcquireLease with
+// TakeOver that finds its own ID counts it as the take-over that landed
+// (the previous holder may still be writing), never as a crash restart.
+// Release does not delete the object (MinIO ignores If-Match on DELETE,
+// so a delete could undo a take-over): it writes a body marked released,
+// conditional on its own ETag, which anyone then takes at once.
+//
+// Everything rests on the store honouring the conditions (If-None-Match
+// and If-Match on PUT); ProbeConditionalPuts checks that it does.
 
 // Errors returned (wrapped) by AcquireLease and Renew.
 var (
@@ -48,8 +58,9 @@ var (
 	// proves nothing, and only watching it for a TTL (Wait) does.
 	ErrLeaseUnconfirmed = errors.New("writer lease of another holder looks expired, not yet confirmed")
 	// ErrConditionalPutsIgnored is returned by ProbeConditionalPuts when
-	// the store accepted a conditional create of an object that exists.
-	ErrConditionalPutsIgnored = errors.New("the S3 store ignores conditional puts (If-None-Match), so the writer lease cannot keep two writers apart")
+	// the store accepted a conditional create of an object that exists,
+	// or an overwrite on an ETag the object does not have.
+	ErrConditionalPutsIgnored = errors.New("the S3 store ignores conditional puts, so the writer lease cannot keep two writers apart")
 )
 
 // leaseName is the lease object under the prefix; it never parses as a
@@ -69,6 +80,9 @@ type leaseBody struct {
 	// Nonce differs in every write, so every write has a new ETag (the
 	// ETag is the body's MD5) and a contender sees each renewal.
 	Nonce string `json:"nonce,omitempty"`
+	// Released marks a lease its holder gave up (Release) with a write
+	// conditional on its own last ETag: anyone may take it at once.
+	Released bool `json:"released,omitempty"`
 }
 
 // ttl is the lifetime its holder gives the lease (a contender watches it
@@ -89,6 +103,7 @@ type Lease struct {
 	// mu guards the fields below.
 	mu         sync.Mutex
 	etag       string
+	sent       []sentWrite // the latest writes sent, oldest first
 	lost       bool
 	validUntil time.Time // monotonic (o.Now): sent time of the last write that succeeded + ttl
 }
@@ -164,8 +179,19 @@ func (b *Backend) AcquireLease(ctx context.Context, o LeaseOptions) (*Lease, err
 		switch {
 		case cur == nil:
 			err = l.write(ctx, "", true)
-		case o.ID != "" && cur.ID == o.ID:
+		case o.ID != "" && cur.ID == o.ID && o.TakeOver:
+			// Our own id under TakeOver: most likely a take-over of
+			// ours that landed but whose reply was lost, so the
+			// previous holder may be alive and writing. It counts as
+			// a take-over (wait a TTL), never as a crash restart.
+			l.tookOver = "an unknown holder (the lease already had this holder's id: a take-over whose reply was lost)"
+			err = l.write(ctx, etag, false)
+		case o.ID != "" && cur.ID == o.ID && !cur.Released:
 			l.resumed = true
+			err = l.write(ctx, etag, false)
+		case cur.Released:
+			// Its holder gave it up with a conditional write: nobody
+			// is writing under it, so it is free at once.
 			err = l.write(ctx, etag, false)
 		case o.TakeOver:
 			l.tookOver = cur.Holder
@@ -274,11 +300,28 @@ func printable(s string, n int) string {
 // (create) or still being etag. On success the lease is valid until TTL
 // after the request was sent.
 func (l *Lease) write(ctx context.Context, etag string, create bool) error {
+	return l.put(ctx, etag, create, false)
+}
+
+// put writes a lease body (released: one that gives the lease up) as
+// write does. The nonce of every body sent is remembered before it is
+// sent, so that a write whose reply was lost is recognised as ours later.
+func (l *Lease) put(ctx context.Context, etag string, create, released bool) error {
 	sent, wall := l.o.Now(), l.o.Wall()
-	body, _ := json.Marshal(leaseBody{
+	lb := leaseBody{
 		Holder: l.o.Holder, ID: l.o.ID, PID: l.o.PID,
 		Expires: wall.Add(l.ttl).Unix(), Renewed: wall.Unix(), TTLms: l.ttl.Milliseconds(), Nonce: nonce(),
-	})
+	}
+	if released {
+		lb.Expires, lb.Released = 0, true
+	}
+	body, _ := json.Marshal(lb)
+	l.mu.Lock()
+	l.sent = append(l.sent, sentWrite{nonce: lb.Nonce, at: sent})
+	if len(l.sent) > maxSentWrites {
+		l.sent = l.sent[len(l.sent)-maxSentWrites:]
+	}
+	l.mu.Unlock()
 	in := &s3api.PutObjectInput{Bucket: &l.b.cfg.Bucket, Key: aws.String(l.b.leaseKey()), Body: bytes.NewReader(body), ContentType: aws.String("application/json")}
 	if create {
 		in.IfNoneMatch = aws.String("*")
@@ -296,6 +339,34 @@ func (l *Lease) write(ctx context.Context, etag string, create bool) error {
 	return nil
 }
 
+// sentWrite is a lease write this holder sent: its body's nonce and when
+// it was sent (o.Now).
+type sentWrite struct {
+	nonce string
+	at    time.Time
+}
+
+// maxSentWrites bounds the writes remembered: only those since the last
+// one whose reply arrived matter, and renewals fail in a row only a few
+// times before the lease would expire.
+const maxSentWrites = 16
+
+// ownWrite reports whether cur is a write this holder sent (its ID and the
+// nonce of a body it sent), and when that write was sent.
+func (l *Lease) ownWrite(cur *leaseBody) (time.Time, bool) {
+	if cur == nil || l.o.ID == "" || cur.ID != l.o.ID || cur.Nonce == "" {
+		return time.Time{}, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, w := range l.sent {
+		if w.nonce == cur.Nonce {
+			return w.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
 // Renew pushes the expiry forward. It fails with ErrLeaseHeld once another
 // writer has taken the lease over; the caller must then stop writing. Any
 // other error leaves the lease valid only until ValidUntil.
@@ -307,6 +378,26 @@ func (l *Lease) Renew(ctx context.Context) error {
 		return ErrLeaseHeld
 	}
 	err := l.write(ctx, etag, false)
+	if errors.Is(err, backend.ErrStale) {
+		// A renewal of ours whose reply was lost leaves our own body
+		// under an ETag we have not seen: if the object is a write we
+		// sent (our ID and its nonce), adopt its ETag and renew again.
+		// Its validity counts from when that write was sent, which
+		// no contender can have watched from earlier.
+		cur, curTag, rerr := l.b.readLease(ctx)
+		if rerr != nil {
+			return rerr // unknown yet: not lost, retried
+		}
+		if at, ok := l.ownWrite(cur); ok && !cur.Released {
+			l.mu.Lock()
+			l.etag = curTag
+			if v := at.Add(l.ttl); v.After(l.validUntil) {
+				l.validUntil = v
+			}
+			l.mu.Unlock()
+			err = l.write(ctx, curTag, false)
+		}
+	}
 	if errors.Is(err, backend.ErrStale) || errors.Is(err, backend.ErrNotFound) {
 		l.mu.Lock()
 		l.lost = true
@@ -354,52 +445,68 @@ func (l *Lease) ServerTime(ctx context.Context) (time.Time, error) {
 }
 
 // Release gives the lease up (on a clean unmount), if it is still ours.
+//
+// It does not delete the lease object: MinIO ignores If-Match on DELETE,
+// so a delete after a check could remove a lease another writer took over
+// in between. It instead writes a body marked released, conditional on our
+// own last ETag, as every renewal is: if someone took the lease over, the
+// write fails and their lease stands. A contender takes a released lease
+// at once, without watching it: its holder has stopped writing, and said
+// so with a write that could only land while the lease was still its own.
 func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	etag, lost := l.etag, l.lost
+	l.lost = true // no renewal after a release
 	l.mu.Unlock()
 	if lost {
 		return nil
 	}
-	// MinIO ignores If-Match on DELETE: check first, then delete.
-	if _, cur, err := l.b.readLease(ctx); err != nil || cur != etag {
-		return err
+	err := l.put(ctx, etag, false, true)
+	if errors.Is(err, backend.ErrStale) || errors.Is(err, backend.ErrNotFound) {
+		return nil // taken over, or removed by hand: not ours to release
 	}
-	_, err := l.b.client.DeleteObject(ctx, &s3api.DeleteObjectInput{Bucket: &l.b.cfg.Bucket, Key: aws.String(l.b.leaseKey()), IfMatch: aws.String(etag)})
 	if err != nil {
-		return l.b.fail("release writer lease", err)
+		return fmt.Errorf("release writer lease: %w", err)
 	}
 	return nil
 }
 
-// ProbeConditionalPuts checks that the store honours If-None-Match, which
-// the writer lease rests on: it creates a probe object under the prefix
-// twice, conditionally, and the second create must fail. It fails with
-// ErrConditionalPutsIgnored when it does not. The probe object is removed.
+// ProbeConditionalPuts checks that the store honours If-None-Match and
+// If-Match on PUT, which the writer lease rests on (creation on the one,
+// renewal, take-over and release on the other): it creates a probe object
+// under the prefix twice, conditionally, and the second create must fail;
+// then it overwrites it on an ETag it does not have, which must fail too.
+// It fails with ErrConditionalPutsIgnored when either succeeds. The probe
+// object is removed.
 func (b *Backend) ProbeConditionalPuts(ctx context.Context) error {
 	const op = "probe conditional puts"
 	key := b.cfg.Prefix + "scribefs-probe-" + nonce()
-	create := func() error {
-		_, err := b.client.PutObject(ctx, &s3api.PutObjectInput{
-			Bucket: &b.cfg.Bucket, Key: aws.String(key), Body: bytes.NewReader(nil), IfNoneMatch: aws.String("*"),
-		})
-		if err != nil {
+	put := func(in *s3api.PutObjectInput) error {
+		in.Bucket, in.Key, in.Body = &b.cfg.Bucket, aws.String(key), bytes.NewReader(nil)
+		if _, err := b.client.PutObject(ctx, in); err != nil {
 			return b.fail(op, err)
 		}
 		return nil
 	}
+	create := func() error { return put(&s3api.PutObjectInput{IfNoneMatch: aws.String("*")}) }
 	if err := create(); err != nil {
 		return err
 	}
 	defer b.client.DeleteObject(context.WithoutCancel(ctx), &s3api.DeleteObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(key)})
-	err := create()
-	switch {
+	switch err := create(); {
 	case err == nil:
-		return fmt.Errorf("%w: bucket %s at %s", ErrConditionalPutsIgnored, b.cfg.Bucket, b.endpointName())
-	case errors.Is(err, backend.ErrStale):
-		return nil
+		return fmt.Errorf("%w (If-None-Match): bucket %s at %s", ErrConditionalPutsIgnored, b.cfg.Bucket, b.endpointName())
+	case !errors.Is(err, backend.ErrStale):
+		return err
 	}
-	return err
+	// No object's ETag: the empty body's MD5 is d41d8cd9..., never this.
+	switch err := put(&s3api.PutObjectInput{IfMatch: aws.String(`"00000000000000000000000000000000"`)}); {
+	case err == nil:
+		return fmt.Errorf("%w (If-Match): bucket %s at %s", ErrConditionalPutsIgnored, b.cfg.Bucket, b.endpointName())
+	case !errors.Is(err, backend.ErrStale):
+		return err
+	}
+	return nil
 }
 
 // nonce is 16 random hex digits.

@@ -230,3 +230,40 @@ func TestProbeConditionalPuts(t *testing.T) {
 		t.Fatalf("probe objects left: %v %v", lerr, out)
 	}
 }
+
+// TestLeaseReleasedTakenAtOnce: a released lease (a conditional write of a
+// body marked released, not a delete) is free: another holder takes it at
+// once, without Wait and without watching it, and it is no crash restart
+// for its own holder either. The releaser cannot renew it any more.
+func TestLeaseReleasedTakenAtOnce(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket(t)
+	a := mustNew(t, testConfig(srv.Endpoint, bucket))
+	b := mustNew(t, testConfig(srv.Endpoint, bucket))
+	la, err := a.AcquireLease(ctx, LeaseOptions{Holder: "a:/a.db", ID: "a", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := la.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := la.Renew(ctx); !errors.Is(err, ErrLeaseHeld) {
+		t.Fatalf("renew after release: %v, want ErrLeaseHeld", err)
+	}
+	la2, err := a.AcquireLease(ctx, LeaseOptions{Holder: "a:/a.db", ID: "a", TTL: time.Minute})
+	if err != nil || la2.Resumed() || la2.TookOver() != "" {
+		t.Fatalf("own released lease: %v (resumed %v)", err, err == nil && la2.Resumed())
+	}
+	if err := la2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	watched := false
+	lb, err := b.AcquireLease(ctx, LeaseOptions{Holder: "b:/b.db", ID: "b", TTL: time.Minute,
+		Watching: func(string, time.Duration) { watched = true }})
+	if err != nil || watched {
+		t.Fatalf("released lease: %v (watched %v), want taken at once", err, watched)
+	}
+	if err := lb.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -115,6 +115,7 @@ type LeaseKeeper struct {
 	lost     string
 	probed   bool
 	coldFrom time.Time // Now: no cold changes before (after a take-over)
+	onHeld   *s3.Lease // the lease OnHeld was called for
 }
 
 // HolderID names this holder: name is the host name and the hot-tier
@@ -122,6 +123,12 @@ type LeaseKeeper struct {
 // hot-tier file (hotPath + ".id", mode 0600) and kept, so the same store
 // restarting is the same holder while a clone of the host (same name, same
 // path, its own files) is not.
+//
+// The id file appears whole or not at all: the id is written to a
+// temporary file, synced, and linked into place (a link never replaces an
+// existing file, so of two processes starting at once both read the
+// winner's). An empty id file, which only a crash of an older version
+// while creating it leaves, named no lease: it is replaced.
 func HolderID(hotPath string) (name, id string, err error) {
 	host, _ := os.Hostname()
 	abs, err := filepath.Abs(hotPath)
@@ -131,32 +138,51 @@ func HolderID(hotPath string) (name, id string, err error) {
 	path := abs + ".id"
 	for range 3 {
 		raw, err := os.ReadFile(path)
-		if err == nil {
+		if err == nil && len(strings.TrimSpace(string(raw))) > 0 {
 			id = strings.TrimSpace(string(raw))
 			if _, herr := hex.DecodeString(id); herr != nil || len(id) != 32 {
 				return "", "", fmt.Errorf("writer id %s: not 32 hex digits; remove it to make a new one", path)
 			}
 			return host + ":" + abs, id, nil
 		}
-		if !errors.Is(err, os.ErrNotExist) {
+		if err == nil {
+			// Empty: no id was ever written, so no lease carries it.
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return "", "", fmt.Errorf("writer id: %w", err)
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
 			return "", "", fmt.Errorf("writer id: %w", err)
 		}
-		var b [16]byte
-		rand.Read(b[:])
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, os.ErrExist) {
-			continue // another process made it first: read theirs
-		}
-		if err != nil {
-			return "", "", fmt.Errorf("writer id: %w", err)
-		}
-		_, werr := f.WriteString(hex.EncodeToString(b[:]) + "\n")
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-			os.Remove(path)
+		if err := createID(path); err != nil {
 			return "", "", fmt.Errorf("writer id: %w", err)
 		}
 	}
 	return "", "", fmt.Errorf("writer id %s: could not be read or created", path)
+}
+
+// createID writes a new random id to path, unless path exists (then
+// another process made it first and it is left alone).
+func createID(path string) error {
+	var b [16]byte
+	rand.Read(b[:])
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	_, werr := f.WriteString(hex.EncodeToString(b[:]) + "\n")
+	if err := errors.Join(werr, f.Chmod(0o600), f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 // KeepLease takes the bucket's writer lease. The store is fenced until the
@@ -279,10 +305,23 @@ func (k *LeaseKeeper) hold(ctx context.Context, l *s3.Lease) {
 			}
 			allowed = k.allow(l)
 		}
-		if allowed && k.o.OnHeld != nil {
-			k.o.OnHeld(ctx, l, func() bool { return k.holding(l) })
+		if allowed {
+			k.started(ctx, l)
 		}
 	}()
+}
+
+// started calls OnHeld for l, once: when the store is first allowed to
+// write under l, at the end of hold's wait, or, when the lease's deadline
+// had passed by then (renewals failing), after the renewal that allows it.
+func (k *LeaseKeeper) started(ctx context.Context, l *s3.Lease) {
+	k.mu.Lock()
+	done := k.onHeld == l
+	k.onHeld = l
+	k.mu.Unlock()
+	if !done && k.o.OnHeld != nil {
+		k.o.OnHeld(ctx, l, func() bool { return k.holding(l) })
+	}
 }
 
 // holding reports whether l is still held and valid, and its take-over
@@ -365,8 +404,11 @@ func (k *LeaseKeeper) renew(ctx context.Context, lease *s3.Lease) {
 		k.mu.Lock()
 		k.renewed = o.Wall()
 		k.mu.Unlock()
-		if k.allow(lease) && expired {
-			o.Log.Info("writer lease renewed: archival and cold deletes resume", "op", "lease")
+		if k.allow(lease) {
+			if expired {
+				o.Log.Info("writer lease renewed: archival and cold deletes resume", "op", "lease")
+			}
+			go k.started(ctx, lease)
 		}
 		expired = false
 	}

@@ -111,8 +111,8 @@ func Start(ctx context.Context, o Options) (_ *Mount, err error) {
 			m.Close()
 		}
 	}()
-	if o.FS != nil && !o.Store.ReadOnly() {
-		if n, err := fs.CleanSpool(o.FS.SpoolDir()); err != nil {
+	if !o.Store.ReadOnly() {
+		if n, err := fs.CleanSpool(o.Store.SpoolDir()); err != nil {
 			close(m.done)
 			return nil, err
 		} else if n > 0 {

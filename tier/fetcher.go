@@ -273,11 +273,13 @@ func (f *fetcher) prefetch(info segment.Info, first, last int64) {
 // and checks each block against its recorded checksum before any byte of it
 // is used.
 func (f *fetcher) fetchSpan(ctx context.Context, info segment.Info, lo, hi int64) ([][]byte, error) {
-	if (info.Sums == nil || len(info.Sums.Blocks) == 0) && (lo > 0 || (hi+1)*segment.BlockSize < info.Size) {
+	if (info.Sums == nil || len(info.Sums.Blocks) == 0) && info.Size <= f.cfg.FetchSpan && (lo > 0 || (hi+1)*segment.BlockSize < info.Size) {
 		// Without block sums only a whole read is checked (the object's
-		// whole checksum, or gzip's CRC, at its end): a version small
-		// enough to have none (see Store.Open) is always fetched whole,
-		// and the blocks around the asked ones go to the cache.
+		// whole checksum, or gzip's CRC, at its end): a version that one
+		// fetch covers, which Store.Open lets go without block sums, is
+		// always fetched whole, and the blocks around the asked ones go
+		// to the cache. (A larger one without them has no checksum at
+		// all: Store.Open learns block sums for any other.)
 		blocks, err := f.fetchSpan(ctx, info, 0, (info.Size-1)/segment.BlockSize)
 		if err != nil {
 			return nil, err
